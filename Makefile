@@ -54,6 +54,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
 
 integration: $(B)/ingressd $(B)/bench/podserver
+	B=$(B) tests/conf/run.sh
 	B=$(B) tests/integration/run.sh
 
 asan:
