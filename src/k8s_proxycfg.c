@@ -65,7 +65,7 @@ static const char *const lb_names[] = { "round_robin", "least_conn", "ewma", "ha
 
 static const struct k8s_field listen_fields[] = {
     { .name = "address", .type = KF_STR, .off = offsetof(struct k8s_listen, address),
-      .required = true },
+      .required = true, .pos_off = K8S_OFF1(struct k8s_listen, address_pos) },
     { .name = "tls", .type = KF_BOOL, .off = offsetof(struct k8s_listen, tls) },
     { NULL },
 };
@@ -208,13 +208,13 @@ static void pc_check(struct k8s_dctx *c, const struct ydoc_node *n)
         struct sockaddr_storage sa;
         socklen_t sl;
         if (pc->listen[i].address && !k8s_parse_hostport(pc->listen[i].address, &sa, &sl))
-            k8s__err_at(c, pc->listen[i].pos,
+            k8s__err_at(c, pc->listen[i].address_pos,
                         "spec.listen[%u].address: invalid address \"%s\" (want IP:PORT)", i,
                         pc->listen[i].address);
         for (uint32_t j = 0; j < i; j++)
             if (pc->listen[i].address && pc->listen[j].address &&
                 !strcmp(pc->listen[i].address, pc->listen[j].address))
-                k8s__err_at(c, pc->listen[i].pos,
+                k8s__err_at(c, pc->listen[i].address_pos,
                             "spec.listen[%u].address: \"%s\" is already listed as spec.listen[%u]",
                             i, pc->listen[i].address, j);
     }

@@ -294,6 +294,7 @@ struct build {
     struct k8s_objs live;              /* what the snapshot is built from (refs) */
     struct k8s_obj *pc;
     struct smap by_kind;               /* (kind, key) -> live obj */
+    struct smap seen;                  /* (kind, key) -> first decoded obj (reference checks) */
     struct smap slices;                /* "ns/service" -> struct chain */
     struct snap_quarantine *q;
     uint32_t nq, capq;
@@ -320,10 +321,10 @@ static void quarantine(struct build *b, const struct k8s_obj *bad, bool serving_
             abort();
     }
     b->q[b->nq++] = (struct snap_quarantine){
-        .object = arena_strdup(b->a, bad->id),
-        .file = arena_strdup(b->a, bad->file),
+        .object = arena_strdup(b->tmp, bad->id),
+        .file = arena_strdup(b->tmp, bad->file),
         .line = bad->first_error_pos.line ? bad->first_error_pos.line : bad->pos.line,
-        .error = arena_strdup(b->a, bad->first_error ? bad->first_error : "rejected"),
+        .error = arena_strdup(b->tmp, bad->first_error ? bad->first_error : "rejected"),
         .serving_previous = serving_previous,
     };
 }
@@ -342,9 +343,16 @@ static struct k8s_obj *reject(struct build *b, uint32_t i)
     return b->live.v[i];
 }
 
+/* the live version of an object (resolution) */
 static struct k8s_obj *find(struct build *b, enum k8s_kind k, const char *key)
 {
     return smap_get(&b->by_kind, k, key);
+}
+
+/* any decoded version of an object, broken or not (reference checks) */
+static struct k8s_obj *find_any(struct build *b, enum k8s_kind k, const char *key)
+{
+    return smap_get(&b->seen, k, key);
 }
 
 static const char *nskey(struct build *b, const char *ns, const char *name)
@@ -368,7 +376,7 @@ static const struct k8s_svc_port *svc_port(const struct k8s_service *svc,
 static void check_tls_secret(struct build *b, struct k8s_obj *o, const char *ns, const char *name,
                              struct k8s_pos pos, const char *field)
 {
-    struct k8s_obj *sec = find(b, K8S_SECRET, nskey(b, ns, name));
+    struct k8s_obj *sec = find_any(b, K8S_SECRET, nskey(b, ns, name));
     if (!sec)
         k8s_obj_error(o, b->errs, pos, "%s: Secret %s/%s not found", field, ns, name);
     else if (strcmp(sec->u.sec.type, "kubernetes.io/tls") != 0)
@@ -381,14 +389,14 @@ static void check_backend_ref(struct build *b, struct k8s_obj *o, const struct k
 {
     if (!bk->set || !bk->service)
         return;
-    struct k8s_obj *so = find(b, K8S_SERVICE, nskey(b, o->meta.ns, bk->service));
+    struct k8s_obj *so = find_any(b, K8S_SERVICE, nskey(b, o->meta.ns, bk->service));
     if (!so) {
         k8s_obj_error(o, b->errs, bk->pos, "%s.service.name: Service %s/%s not found", where,
                       o->meta.ns, bk->service);
         return;
     }
-    if (!bk->port_name && !bk->port_number)
-        return; /* reported by the decoder */
+    if ((!bk->port_name && !bk->port_number) || so->nerrors)
+        return; /* reported by the decoder, here or on the Service */
     if (!svc_port(&so->u.svc, bk)) {
         if (bk->port_name)
             k8s_obj_error(o, b->errs, bk->port_pos,
@@ -440,7 +448,7 @@ static void check_service(struct build *b, struct k8s_obj *o)
         split_nsname(b, ca, &ns, &name);
         if (!strchr(ca, '/'))
             ns = o->meta.ns;
-        if (!find(b, K8S_SECRET, nskey(b, ns, name))) {
+        if (!find_any(b, K8S_SECRET, nskey(b, ns, name))) {
             const struct k8s_kv *kv = k8s_kv_find(&o->meta.annotations, "ingressd/upstream-ca-secret");
             if (!kv)
                 kv = k8s_kv_find(&o->meta.annotations, "nginx.ingress.kubernetes.io/proxy-ssl-secret");
@@ -765,6 +773,7 @@ static void build_free(struct build *b)
 {
     k8s_objs_free(&b->live);
     smap_free(&b->by_kind);
+    smap_free(&b->seen);
     smap_free(&b->slices);
     smap_free(&b->be_idx);
     arena_free(b->tmp);
@@ -774,6 +783,53 @@ static void build_free(struct build *b)
     free(b->specs);
     free(b->recs);
     free(b->eps);
+}
+
+/*
+ * Diagnostics come from several passes (decode, references, build); print
+ * them in the order of the file so a reader can walk the file top-down.
+ * Stable: same position keeps pass order. Files keep their first-seen order.
+ */
+static size_t file_rank(const char **files, const struct cfg_err *e)
+{
+    size_t r = 0;
+    while (strcmp(files[r], e->file ? e->file : "") != 0)
+        r++;
+    return r;
+}
+
+static void sort_diags(struct cfg_errs *errs, size_t from)
+{
+    size_t n = errs->n - from;
+    if (n < 2)
+        return;
+    struct cfg_err *v = errs->v + from;
+    const char **files = calloc(n, sizeof(*files));
+    size_t nfiles = 0;
+    if (!files)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        size_t f = 0;
+        while (f < nfiles && strcmp(files[f], v[i].file ? v[i].file : "") != 0)
+            f++;
+        if (f == nfiles)
+            files[nfiles++] = v[i].file ? v[i].file : "";
+    }
+    /* insertion sort by (file rank, line, col): stable, and the input is nearly sorted */
+    for (size_t i = 1; i < n; i++) {
+        struct cfg_err x = v[i];
+        size_t rx = file_rank(files, &x), j = i;
+        while (j > 0) {
+            struct cfg_err *y = &v[j - 1];
+            size_t ry = file_rank(files, y);
+            if (ry < rx || (ry == rx && (y->line < x.line || (y->line == x.line && y->col <= x.col))))
+                break;
+            v[j] = *y;
+            j--;
+        }
+        v[j] = x;
+    }
+    free(files);
 }
 
 /* decode every file; false on unreadable input or invalid YAML (nothing applies) */
@@ -806,6 +862,7 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     struct k8s_objs objs = { 0 };
     size_t errs0 = errs->nerrors;
 
+    size_t diag0 = errs->n;
     if (!decode_all(path, &objs, errs)) {
         k8s_objs_free(&objs);
         return NULL;
@@ -813,23 +870,53 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     b.tmp = arena_new(64 * 1024);
     smap_init(&b.by_kind, objs.n);
 
-    /* duplicates, then per-object quarantine; survivors (or their last good versions) go live */
+    /* 1. duplicates (same kind/ns/name): the first definition wins */
+    smap_init(&b.seen, objs.n);
+    struct k8s_obj *first_pc = NULL;
     for (uint32_t i = 0; i < objs.n; i++) {
         struct k8s_obj *o = objs.v[i];
-        objs.v[i] = NULL;
-        struct k8s_obj *first = o->meta.name || o->kind == K8S_PROXYCONFIG
-                                    ? smap_get(&b.by_kind, o->kind, o->key)
-                                    : NULL;
-        if (!first && o->kind == K8S_PROXYCONFIG && b.pc)
-            first = b.pc;
+        bool named = o->meta.name || o->kind == K8S_PROXYCONFIG;
+        struct k8s_obj *first = named ? smap_get(&b.seen, o->kind, o->key) : NULL;
+        if (!first && o->kind == K8S_PROXYCONFIG)
+            first = first_pc;
         if (first) {
             k8s_obj_error(o, errs, o->pos, "%s is already defined at %s:%u:%u",
                           o->kind == K8S_PROXYCONFIG ? "a ProxyConfig" : "this object", first->file,
                           first->pos.line, first->pos.col);
             quarantine(&b, o, false);
             k8s_obj_put(o);
+            objs.v[i] = NULL;
             continue;
         }
+        if (named)
+            smap_set(&b.seen, o->kind, o->key, o);
+        if (o->kind == K8S_PROXYCONFIG)
+            first_pc = o;
+    }
+
+    /*
+     * 2. references, checked against every decoded object: a reference to an
+     * object that is itself broken is not a second mistake (only the broken
+     * object is reported, and resolution below uses whatever version of it
+     * ends up live).
+     */
+    for (uint32_t i = 0; i < objs.n; i++) {
+        struct k8s_obj *o = objs.v[i];
+        if (!o)
+            continue;
+        if (o->kind == K8S_SERVICE)
+            check_service(&b, o);
+        else if (o->kind == K8S_PROXYCONFIG)
+            check_proxycfg(&b, o);
+        else if (o->kind == K8S_INGRESS)
+            check_ingress(&b, o);
+    }
+
+    /* 3. quarantine: broken objects give way to their last good version, or drop out */
+    for (uint32_t i = 0; i < objs.n; i++) {
+        struct k8s_obj *o = objs.v[i];
+        if (!o)
+            continue;
         k8s_objs_push(&b.live, o);
         if (o->nerrors && !(o = reject(&b, b.live.n - 1)))
             continue;
@@ -839,31 +926,7 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     }
     free(objs.v);
 
-    /* references: Services and ProxyConfig first (Ingresses check against the result) */
-    for (int pass = 0; pass < 2; pass++)
-        for (uint32_t i = 0; i < b.live.n; i++) {
-            struct k8s_obj *o = b.live.v[i];
-            if (!o || o->nerrors || prev_version(prev, o) == o)
-                continue;
-            if (pass == 0 && o->kind == K8S_SERVICE)
-                check_service(&b, o);
-            else if (pass == 0 && o->kind == K8S_PROXYCONFIG)
-                check_proxycfg(&b, o);
-            else if (pass == 1 && o->kind == K8S_INGRESS)
-                check_ingress(&b, o);
-            else
-                continue;
-            if (o->nerrors) {
-                struct k8s_obj *pv = reject(&b, i);
-                if (pv)
-                    smap_set(&b.by_kind, pv->kind, pv->key, pv);
-                else if (o->kind == K8S_SERVICE)
-                    smap_set(&b.by_kind, K8S_SERVICE, o->key, NULL);
-                if (o == b.pc)
-                    b.pc = pv;
-            }
-        }
-
+    sort_diags(errs, diag0);
     if (!b.pc) {
         if (errs->nerrors == errs0)
             cfg_errs_add(errs, CFG_ERROR, path, 0, 0, NULL,
@@ -1023,6 +1086,11 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     /* quarantine records and the object set for the next load */
     s->nquarantine = b.nq;
     s->quarantine = b.nq ? arena_memdup(b.a, b.q, b.nq * sizeof(*b.q)) : NULL;
+    for (uint32_t i = 0; i < b.nq; i++) {
+        s->quarantine[i].object = arena_strdup(b.a, b.q[i].object);
+        s->quarantine[i].file = arena_strdup(b.a, b.q[i].file);
+        s->quarantine[i].error = arena_strdup(b.a, b.q[i].error);
+    }
     struct snap_objset *os = calloc(1, sizeof(*os));
     if (!os)
         abort();

@@ -110,7 +110,7 @@ struct k8s_ing_annot {                 /* routing behaviour from Ingress annotat
 struct k8s_listen {
     const char *address;
     bool tls;
-    struct k8s_pos pos;
+    struct k8s_pos pos, address_pos;
 };
 
 struct k8s_proxycfg {
