@@ -668,7 +668,7 @@ bool k8s__is_ip(const char *s)
     return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
 }
 
-bool k8s__parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *prefix)
+bool k8s_parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *prefix)
 {
     char ip[64];
     const char *slash = strchr(s, '/');

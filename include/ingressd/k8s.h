@@ -354,6 +354,9 @@ const struct k8s_kv *k8s_kv_find(const struct k8s_kvs *kv, const char *k);
 bool k8s_base64_decode(struct arena *a, const char *in, size_t inlen, const unsigned char **out,
                        size_t *outlen);
 
+/* "10.0.0.0/8" / "2001:db8::/32" -> network bytes, family, prefix; false on a bad CIDR */
+bool k8s_parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *prefix);
+
 /* "ip:port" / "[v6]:port" -> sockaddr; false on a bad address */
 bool k8s_parse_hostport(const char *s, struct sockaddr_storage *sa, socklen_t *salen);
 
