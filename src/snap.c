@@ -36,6 +36,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,9 +134,26 @@ static void *smap_set(struct smap *m, uint32_t tag, const char *k, void *v)
 
 /* ---- the object set a snapshot keeps (refs + index for the next load) ---- */
 
+/*
+ * A document that decoded without any diagnostic, remembered by the hash of
+ * its bytes: the next load reuses its objects when the same bytes come again
+ * instead of parsing them (an EndpointSlice-only change re-parses only the
+ * slices that changed). Positions inside a reused object may be stale if
+ * earlier documents grew or shrank; a reused object that needs a diagnostic
+ * is re-decoded from the current text first, so messages stay exact.
+ */
+struct snap_doc {
+    char *key;                         /* "HASH/LEN/FILE" (malloc) */
+    struct k8s_obj **objs;             /* refs */
+    uint32_t nobjs;
+};
+
 struct snap_objset {
     struct k8s_objs objs;              /* refs, file order */
     struct smap idx;                   /* (kind, key) -> obj */
+    struct snap_doc *docs;
+    uint32_t ndocs;
+    struct smap docidx;                /* key -> struct snap_doc */
 };
 
 static void objset_free(struct snap_objset *os)
@@ -144,6 +162,14 @@ static void objset_free(struct snap_objset *os)
         return;
     k8s_objs_free(&os->objs);
     smap_free(&os->idx);
+    for (uint32_t i = 0; i < os->ndocs; i++) {
+        for (uint32_t j = 0; j < os->docs[i].nobjs; j++)
+            k8s_obj_put(os->docs[i].objs[j]);
+        free(os->docs[i].objs);
+        free(os->docs[i].key);
+    }
+    free(os->docs);
+    smap_free(&os->docidx);
     free(os);
 }
 
@@ -280,6 +306,18 @@ struct chain {                         /* EndpointSlices of one Service */
     struct chain *next;
 };
 
+struct seg {                           /* one YAML document of one file */
+    const char *file;
+    const char *text;
+    size_t len;
+    unsigned line0;                    /* lines before it in its file */
+    uint64_t hash;
+    uint32_t first, n;                 /* its objects: objs.v[first .. first+n) */
+    bool cached;                       /* objects reused from prev (not decoded now) */
+    bool cacheable;                    /* decoded now without any diagnostic */
+    char *key;
+};
+
 struct route_rec {
     struct snap_route *act;
     int be;                            /* backend index or -1 */
@@ -310,6 +348,12 @@ struct build {
     struct snap_endpoint *eps;         /* scratch vector for one backend */
     uint32_t neps, capeps;
     bool any_tls_listener;
+    struct src_file *files;
+    size_t nfiles;
+    struct seg *segs;
+    uint32_t nsegs, capsegs;
+    bool dry;                          /* reference checks only count problems */
+    uint32_t dry_hits;
 };
 
 static void quarantine(struct build *b, const struct k8s_obj *bad, bool serving_previous)
@@ -371,6 +415,24 @@ static const struct k8s_svc_port *svc_port(const struct k8s_service *svc,
     return NULL;
 }
 
+static void xerr(struct build *b, struct k8s_obj *o, struct k8s_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* a reference problem: counted in a dry run, reported otherwise */
+static void xerr(struct build *b, struct k8s_obj *o, struct k8s_pos pos, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (b->dry) {
+        b->dry_hits++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    k8s_obj_error(o, b->errs, pos, "%s", msg);
+}
+
 /* ---- cross-object checks (fresh objects only; a reused one was checked when good) ---- */
 
 static void check_tls_secret(struct build *b, struct k8s_obj *o, const char *ns, const char *name,
@@ -378,9 +440,9 @@ static void check_tls_secret(struct build *b, struct k8s_obj *o, const char *ns,
 {
     struct k8s_obj *sec = find_any(b, K8S_SECRET, nskey(b, ns, name));
     if (!sec)
-        k8s_obj_error(o, b->errs, pos, "%s: Secret %s/%s not found", field, ns, name);
+        xerr(b, o, pos, "%s: Secret %s/%s not found", field, ns, name);
     else if (strcmp(sec->u.sec.type, "kubernetes.io/tls") != 0)
-        k8s_obj_error(o, b->errs, pos, "%s: Secret %s/%s is of type %s, not kubernetes.io/tls",
+        xerr(b, o, pos, "%s: Secret %s/%s is of type %s, not kubernetes.io/tls",
                       field, ns, name, sec->u.sec.type);
 }
 
@@ -391,7 +453,7 @@ static void check_backend_ref(struct build *b, struct k8s_obj *o, const struct k
         return;
     struct k8s_obj *so = find_any(b, K8S_SERVICE, nskey(b, o->meta.ns, bk->service));
     if (!so) {
-        k8s_obj_error(o, b->errs, bk->pos, "%s.service.name: Service %s/%s not found", where,
+        xerr(b, o, bk->pos, "%s.service.name: Service %s/%s not found", where,
                       o->meta.ns, bk->service);
         return;
     }
@@ -399,11 +461,11 @@ static void check_backend_ref(struct build *b, struct k8s_obj *o, const struct k
         return; /* reported by the decoder, here or on the Service */
     if (!svc_port(&so->u.svc, bk)) {
         if (bk->port_name)
-            k8s_obj_error(o, b->errs, bk->port_pos,
+            xerr(b, o, bk->port_pos,
                           "%s.service.port.name: Service %s/%s has no port named \"%s\"", where,
                           o->meta.ns, bk->service, bk->port_name);
         else
-            k8s_obj_error(o, b->errs, bk->port_pos,
+            xerr(b, o, bk->port_pos,
                           "%s.service.port.number: Service %s/%s has no port %u", where,
                           o->meta.ns, bk->service, bk->port_number);
     }
@@ -452,7 +514,7 @@ static void check_service(struct build *b, struct k8s_obj *o)
             const struct k8s_kv *kv = k8s_kv_find(&o->meta.annotations, "ingressd/upstream-ca-secret");
             if (!kv)
                 kv = k8s_kv_find(&o->meta.annotations, "nginx.ingress.kubernetes.io/proxy-ssl-secret");
-            k8s_obj_error(o, b->errs, kv ? kv->pos : o->pos, "metadata.annotations.%s: Secret %s/%s not found",
+            xerr(b, o, kv ? kv->pos : o->pos, "metadata.annotations.%s: Secret %s/%s not found",
                           kv ? kv->k : "ingressd/upstream-ca-secret", ns, name);
         }
     }
@@ -771,6 +833,10 @@ static uint64_t now_ns(void)
 
 static void build_free(struct build *b)
 {
+    for (uint32_t i = 0; i < b->nsegs; i++)
+        free(b->segs[i].key);
+    free(b->segs);
+    free_files(b->files, b->nfiles);
     k8s_objs_free(&b->live);
     smap_free(&b->by_kind);
     smap_free(&b->seen);
@@ -832,26 +898,159 @@ static void sort_diags(struct cfg_errs *errs, size_t from)
     free(files);
 }
 
-/* decode every file; false on unreadable input or invalid YAML (nothing applies) */
-static bool decode_all(const char *path, struct k8s_objs *objs, struct cfg_errs *errs)
+/* ---- documents: split, hash, reuse or decode ---- */
+
+
+static uint64_t seg_hash(const char *p, size_t n)
 {
-    struct src_file *files;
-    size_t nfiles;
-    bool ok = read_config(path, &files, &nfiles, errs) == 0;
-    struct ydoc **docs = calloc(nfiles ? nfiles : 1, sizeof(*docs));
-    if (!docs)
-        abort();
-    for (size_t i = 0; ok && i < nfiles; i++) {
-        docs[i] = ydoc_parse(files[i].path, files[i].text, files[i].len, errs);
-        ok = docs[i] != NULL;
+    /* word-at-a-time multiply-xorshift: only has to tell documents apart */
+    uint64_t h = 0x243f6a8885a308d3ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
     }
-    for (size_t i = 0; ok && i < nfiles; i++)
-        k8s_decode_stream(docs[i], objs, errs);
-    for (size_t i = 0; i < nfiles; i++)
-        ydoc_free(docs[i]);
-    free(docs);
-    free_files(files, nfiles);
+    for (; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h ^ (h >> 32);
+}
+
+/*
+ * Splits at document markers: a line starting with "---" followed by a blank
+ * or the end of line. YAML forbids such a line inside any scalar, so this
+ * split is exact. A stream starting with a directive (%YAML) stays whole.
+ */
+static void split_docs(const char *file, const char *text, size_t len, struct seg **v,
+                       uint32_t *n, uint32_t *cap)
+{
+    size_t start = 0;
+    unsigned line = 0, start_line = 0;
+    bool whole = len && text[0] == '%';
+    for (size_t pos = 0; pos < len;) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t next = nl ? (size_t)(nl - text) + 1 : len;
+        if (!whole && pos > start && next - pos >= 3 && !memcmp(text + pos, "---", 3) &&
+            (pos + 3 == len || text[pos + 3] == ' ' || text[pos + 3] == '\t' ||
+             text[pos + 3] == '\n' || text[pos + 3] == '\r')) {
+            if (*n == *cap) {
+                *cap = *cap ? *cap * 2 : 64;
+                *v = realloc(*v, *cap * sizeof(**v));
+                if (!*v)
+                    abort();
+            }
+            (*v)[(*n)++] = (struct seg){ .file = file, .text = text + start, .len = pos - start,
+                                         .line0 = start_line };
+            start = pos;
+            start_line = line;
+        }
+        pos = next;
+        line++;
+    }
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = realloc(*v, *cap * sizeof(**v));
+        if (!*v)
+            abort();
+    }
+    (*v)[(*n)++] = (struct seg){ .file = file, .text = text + start, .len = len - start,
+                                 .line0 = start_line };
+}
+
+static bool seg_decode(struct seg *g, struct k8s_objs *objs, struct cfg_errs *errs)
+{
+    size_t before = errs->n;
+    struct ydoc *d = ydoc_parse_at(g->file, g->text, g->len, g->line0, errs);
+    if (!d)
+        return false;
+    uint32_t first = objs->n;
+    k8s_decode_stream(d, objs, errs);
+    ydoc_free(d);
+    g->first = first;
+    g->n = objs->n - first;
+    g->cacheable = errs->n == before;
+    return true;
+}
+
+/*
+ * Reads and decodes the configuration into objs (file order), reusing the
+ * objects of byte-identical documents from prev. false on unreadable input
+ * or invalid YAML: nothing may apply then.
+ */
+static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
+{
+    bool ok = read_config(path, &b->files, &b->nfiles, b->errs) == 0;
+    const struct snap_objset *pos = b->prev ? b->prev->objects : NULL;
+    for (size_t f = 0; ok && f < b->nfiles; f++)
+        split_docs(b->files[f].path, b->files[f].text, b->files[f].len, &b->segs, &b->nsegs,
+                   &b->capsegs);
+    for (uint32_t i = 0; ok && i < b->nsegs; i++) {
+        struct seg *g = &b->segs[i];
+        g->hash = seg_hash(g->text, g->len);
+        if (asprintf(&g->key, "%016llx/%zu/%s", (unsigned long long)g->hash, g->len, g->file) < 0)
+            abort();
+        const struct snap_doc *doc = pos ? smap_get(&pos->docidx, 0, g->key) : NULL;
+        if (doc) {
+            g->first = objs->n;
+            g->n = doc->nobjs;
+            g->cached = true;
+            for (uint32_t j = 0; j < doc->nobjs; j++)
+                k8s_objs_push(objs, k8s_obj_ref(doc->objs[j]));
+            continue;
+        }
+        ok = seg_decode(g, objs, b->errs);
+    }
     return ok;
+}
+
+/* the segment object i came from */
+static struct seg *seg_of(struct build *b, uint32_t i)
+{
+    uint32_t lo = 0, hi = b->nsegs;
+    while (hi - lo > 1) {
+        uint32_t mid = (lo + hi) / 2;
+        if (b->segs[mid].first <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    /* empty segments share `first` with the next one: step to the one that holds i */
+    while (lo + 1 < b->nsegs && b->segs[lo].first + b->segs[lo].n <= i)
+        lo++;
+    return &b->segs[lo];
+}
+
+/*
+ * Makes objs->v[i] a freshly decoded object (re-decoding its document from
+ * the current text when it was reused), so it may be given diagnostics with
+ * exact positions without touching the shared previous version.
+ */
+static struct k8s_obj *materialize(struct build *b, struct k8s_objs *objs, uint32_t i)
+{
+    struct seg *g = seg_of(b, i);
+    if (!g->cached)
+        return objs->v[i];
+    struct k8s_objs fresh = { 0 };
+    struct seg tmp = *g;
+    if (!seg_decode(&tmp, &fresh, b->errs) || fresh.n != g->n) {
+        k8s_objs_free(&fresh);
+        return objs->v[i]; /* cannot happen: same bytes decoded cleanly before */
+    }
+    for (uint32_t j = 0; j < g->n; j++) {
+        struct k8s_obj *old = objs->v[g->first + j];
+        if (!old)
+            continue;
+        if (smap_get(&b->seen, old->kind, old->key) == old)
+            smap_set(&b->seen, old->kind, old->key, fresh.v[j]);
+        objs->v[g->first + j] = fresh.v[j];
+        fresh.v[j] = NULL;
+        k8s_obj_put(old);
+    }
+    k8s_objs_free(&fresh);
+    g->cached = false;
+    g->cacheable = true;
+    return objs->v[i];
 }
 
 struct snap *snap_load(const char *path, const struct snap *prev, const struct snap_load_opts *opts,
@@ -863,8 +1062,9 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     size_t errs0 = errs->nerrors;
 
     size_t diag0 = errs->n;
-    if (!decode_all(path, &objs, errs)) {
+    if (!decode_all(&b, path, &objs)) {
         k8s_objs_free(&objs);
+        build_free(&b);
         return NULL;
     }
     b.tmp = arena_new(64 * 1024);
@@ -880,6 +1080,7 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
         if (!first && o->kind == K8S_PROXYCONFIG)
             first = first_pc;
         if (first) {
+            o = materialize(&b, &objs, i);
             k8s_obj_error(o, errs, o->pos, "%s is already defined at %s:%u:%u",
                           o->kind == K8S_PROXYCONFIG ? "a ProxyConfig" : "this object", first->file,
                           first->pos.line, first->pos.col);
@@ -898,19 +1099,34 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
      * 2. references, checked against every decoded object: a reference to an
      * object that is itself broken is not a second mistake (only the broken
      * object is reported, and resolution below uses whatever version of it
-     * ends up live).
+     * ends up live). A reused object is checked dry first and re-decoded
+     * only when it has something to report.
      */
     for (uint32_t i = 0; i < objs.n; i++) {
         struct k8s_obj *o = objs.v[i];
-        if (!o)
+        if (!o || (o->kind != K8S_SERVICE && o->kind != K8S_PROXYCONFIG && o->kind != K8S_INGRESS))
             continue;
-        if (o->kind == K8S_SERVICE)
-            check_service(&b, o);
-        else if (o->kind == K8S_PROXYCONFIG)
-            check_proxycfg(&b, o);
-        else if (o->kind == K8S_INGRESS)
-            check_ingress(&b, o);
+        for (int round = 0; round < 2; round++) {
+            b.dry = round == 0 && seg_of(&b, i)->cached;
+            b.dry_hits = 0;
+            if (o->kind == K8S_SERVICE)
+                check_service(&b, o);
+            else if (o->kind == K8S_PROXYCONFIG)
+                check_proxycfg(&b, o);
+            else
+                check_ingress(&b, o);
+            if (!b.dry || !b.dry_hits)
+                break;
+            o = materialize(&b, &objs, i);
+        }
+        b.dry = false;
     }
+
+    /* what the next load may reuse: documents whose objects all stayed clean */
+    struct k8s_obj **segobjs = malloc((objs.n ? objs.n : 1) * sizeof(*segobjs));
+    if (!segobjs)
+        abort();
+    memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
 
     /* 3. quarantine: broken objects give way to their last good version, or drop out */
     for (uint32_t i = 0; i < objs.n; i++) {
@@ -931,10 +1147,12 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
         if (errs->nerrors == errs0)
             cfg_errs_add(errs, CFG_ERROR, path, 0, 0, NULL,
                          "no ProxyConfig (apiVersion: ingressd/v1, kind: ProxyConfig) to serve");
+        free(segobjs);
         build_free(&b);
         return NULL;
     }
     if (opts && opts->strict && errs->nerrors > errs0) {
+        free(segobjs);
         build_free(&b);
         return NULL;
     }
@@ -1102,6 +1320,32 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
         k8s_objs_push(&os->objs, k8s_obj_ref(o));
         smap_set(&os->idx, o->kind, o->key, o);
     }
+    for (uint32_t i = 0; i < b.nsegs; i++) {
+        struct seg *g = &b.segs[i];
+        bool clean = g->cached || g->cacheable;
+        for (uint32_t j = 0; clean && j < g->n; j++)
+            clean = segobjs[g->first + j] && segobjs[g->first + j]->nerrors == 0;
+        if (!clean || !g->n)
+            continue;
+        if (os->ndocs % 64 == 0) {
+            os->docs = realloc(os->docs, (os->ndocs + 64) * sizeof(*os->docs));
+            if (!os->docs)
+                abort();
+        }
+        struct snap_doc *doc = &os->docs[os->ndocs++];
+        doc->key = g->key;
+        g->key = NULL;
+        doc->nobjs = g->n;
+        doc->objs = malloc(g->n * sizeof(*doc->objs));
+        if (!doc->objs)
+            abort();
+        for (uint32_t j = 0; j < g->n; j++)
+            doc->objs[j] = k8s_obj_ref(segobjs[g->first + j]);
+    }
+    smap_init(&os->docidx, os->ndocs);
+    for (uint32_t i = 0; i < os->ndocs; i++)
+        smap_set(&os->docidx, 0, os->docs[i].key, &os->docs[i]);
+    free(segobjs);
     s->objects = os;
     build_free(&b);
     s->load_ns = now_ns() - t0;
