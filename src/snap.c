@@ -1134,6 +1134,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
         if (!o)
             continue;
         k8s_objs_push(&b.live, o);
+        if (o->nerrors)
+            segobjs[i] = NULL; /* reject() drops it */
         if (o->nerrors && !(o = reject(&b, b.live.n - 1)))
             continue;
         smap_set(&b.by_kind, o->kind, o->key, o);

@@ -289,3 +289,59 @@ Test(snap, netpol_admits_by_cidr_and_port)
     free(text), free(ing);
     cfg_errs_free(&errs);
 }
+
+Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s", svc_web, ing) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    free(text);
+
+    /* slice changes (a pod added): the Ingress and Service documents are reused */
+    char *svc2 = strdup(svc_web);
+    char *p = strstr(svc2, "[127.0.0.2]");
+    cr_assert_not_null(p);
+    char *svc3 = NULL;
+    cr_assert(asprintf(&svc3, "%.*s[127.0.0.2, 127.0.0.3]%s", (int)(p - svc2), svc2,
+                       p + strlen("[127.0.0.2]")) > 0);
+    cr_assert(asprintf(&text, PC "%s%s", svc3, ing) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nerrors, 0);
+    const struct snap_backend *be = snap_find_backend(s2, "default/web:80");
+    cr_assert_not_null(be);
+    cr_assert_eq(be->neps, 2);
+    cr_assert_str_eq(be->eps[1].addr, "127.0.0.3:8080");
+    free(text);
+
+    /* the Service goes away and lines shift: the reused Ingress is reported at its new line */
+    cr_assert(asprintf(&text, PC "---\n# a comment\n# and another\n%s", ing) > 0);
+    struct snap *s3 = load_text(text, s2, &errs);
+    cr_assert_not_null(s3);
+    cr_assert_eq(errs.nerrors, 1);
+    const struct cfg_err *e = &errs.v[errs.n - 1];
+    cr_assert_not_null(strstr(e->msg, "Service default/web not found"), "%s", e->msg);
+    /* PC is 5 lines, then "---" + 2 comments; the Ingress' backend.service is on its line 17 */
+    unsigned want = 0;
+    {
+        unsigned line = 1;
+        const char *q = text;
+        const char *svc_line = strstr(text, "backend: {service:");
+        for (; q < svc_line; q++)
+            line += *q == '\n';
+        want = line;
+    }
+    cr_assert_eq(e->line, want, "line %u, want %u", e->line, want);
+    cr_assert_eq(s3->nquarantine, 1);
+    cr_assert(s3->quarantine[0].serving_previous);
+    cr_assert_eq(s3->ningresses, 1);
+    snap_release(s1);
+    snap_release(s2);
+    snap_release(s3);
+    free(text), free(ing), free(svc2), free(svc3);
+    cfg_errs_free(&errs);
+}
