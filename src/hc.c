@@ -175,11 +175,12 @@ const char *hc_state_name(const struct hc_ep *ep, uint64_t now_ms)
 {
     if (!ep)
         return "unknown";
+    /* same precedence as admin's /endpoints: an ejection shows over the active state */
+    if (hc_ep_is_ejected(ep, now_ms))
+        return "ejected";
     int st = atomic_load_explicit(&ep->active_state, memory_order_relaxed);
     if (st == HC_DOWN)
         return "down";
-    if (hc_ep_is_ejected(ep, now_ms))
-        return "ejected";
     return st == HC_UP ? "up" : "unknown";
 }
 
