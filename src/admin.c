@@ -22,9 +22,16 @@
  * other admin clients) but parks the request and is answered from the
  * rld_request_async() callback, which the loader activates on M.
  *
+ * Draining: main leaves its loop on SIGTERM and blocks in wrk_pool_drain();
+ * an orchestrator probing /healthz during those seconds should read 503
+ * "draining", not a refused connection. So adm_set_draining() starts one
+ * helper thread that keeps dispatching the (now idle) main base, which only
+ * carries the admin listener and rld's events, until adm_stop() breaks it.
+ * One thread runs the base at any time: main's dispatch has returned first.
+ *
  * The admin address is bound once at start-up (SO_REUSEADDR); a reload that
- * changes spec.admin does not move it (logged by nobody; documented gap).
- * Threads: everything here runs on M.
+ * changes spec.admin does not move it (a warning is logged).
+ * Threads: everything here runs on M (or its stand-in while draining).
  */
 #include "ingressd/adm.h"
 
@@ -34,10 +41,12 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +72,9 @@ static struct {
     evutil_socket_t fd;
     atomic_bool draining;              /* set on M by main, read by workers never */
     struct adm_reload *reloads;        /* parked POST /reload requests */
+    pthread_t drain_thr;               /* dispatches the main base while main drains */
+    bool drain_thr_running;
+    struct event *ev_quit;             /* activated by adm_stop: ends the drain loop */
 } adm = { .fd = -1 };
 
 /* ---- replies ---- */
@@ -496,11 +508,49 @@ int adm_start(struct event_base *base, const struct snap *s)
     return 0;
 }
 
-/* M (or any thread): /healthz answers 503 and POST /reload 409 from now on */
-void adm_set_draining(void) { atomic_store(&adm.draining, true); }
+static void adm_on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+static void *adm_drain_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals stay with main */
+    event_base_loop(adm.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/*
+ * M, after its loop returned: /healthz answers 503 and POST /reload 409 from
+ * now on, and the admin listener keeps answering while main drains.
+ */
+void adm_set_draining(void)
+{
+    atomic_store(&adm.draining, true);
+    if (!adm.http || adm.drain_thr_running)
+        return;
+    adm.ev_quit = event_new(adm.base, -1, 0, adm_on_quit, adm.base);
+    if (adm.ev_quit && pthread_create(&adm.drain_thr, NULL, adm_drain_main, NULL) == 0)
+        adm.drain_thr_running = true;
+}
 
 void adm_stop(void)
 {
+    if (adm.drain_thr_running) {
+        /* an active event, not loopbreak: it also works if the loop has not started yet */
+        event_active(adm.ev_quit, EV_READ, 0);
+        pthread_join(adm.drain_thr, NULL);
+        adm.drain_thr_running = false;
+    }
+    if (adm.ev_quit) {
+        event_free(adm.ev_quit);
+        adm.ev_quit = NULL;
+    }
     while (adm.reloads) {
         struct adm_reload *r = adm.reloads;
         rld_request_cancel(r);

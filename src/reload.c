@@ -238,6 +238,9 @@ static int rld_build(const char *why, struct rld_status *st)
         /* workers first: they are what "serving" means; health follows the endpoints */
         wrk_pool_publish(s);
         hc_apply(s);
+        if (prev && prev->cfg.admin && (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin)))
+            log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
+                     s->cfg.admin ? s->cfg.admin : "(none)", prev->cfg.admin);
         struct snap *old = rld_swap_current(s);
         snap_release(old);
         st->gen = s->gen;

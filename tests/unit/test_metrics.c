@@ -257,13 +257,16 @@ Test(met, admin_routes)
     cr_assert(strstr(r, " 404 "), "%s", r);
     free(r);
 
+    /* as main does on SIGTERM: its loop ends, then the admin keeps answering */
+    event_base_loopbreak(base);
+    pthread_join(loop_thr, NULL);
     adm_set_draining();
     r = http("GET /healthz HTTP/1.0\r\n\r\n");
     cr_assert(strstr(r, " 503 ") && strstr(r, "draining"), "%s", r);
     free(r);
-
-    event_base_loopbreak(base);
-    pthread_join(loop_thr, NULL);
+    r = http("POST /reload HTTP/1.0\r\n\r\n");
+    cr_assert(strstr(r, " 409 "), "%s", r);
+    free(r);
     rld_stop();
     adm_stop();
     event_base_free(base);
