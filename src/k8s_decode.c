@@ -600,6 +600,19 @@ bool k8s_base64_decode(struct arena *a, const char *in, size_t inlen, const unsi
     for (size_t i = 0; i < inlen; i++)
         if (in[i] != '\n' && in[i] != '\r' && in[i] != ' ' && in[i] != '\t')
             clean[n++] = in[i];
+    /* EVP_DecodeBlock skips some bytes it does not know: check the alphabet first */
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = clean[i];
+        bool alpha = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                     (ch >= '0' && ch <= '9') || ch == '+' || ch == '/';
+        if (ch == '=' && i + 2 >= n)
+            pad++;
+        else if (!alpha || pad) {
+            free(clean);
+            return false;
+        }
+    }
     if (n % 4 != 0) {
         free(clean);
         return false;

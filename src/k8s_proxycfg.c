@@ -56,6 +56,7 @@
 
 #include "ingressd/arena.h"
 #include "ingressd/str.h"
+#include "ingressd/tls.h"
 #include "k8s-int.h"
 
 #define PC(m) offsetof(struct k8s_proxycfg, m)
@@ -161,7 +162,7 @@ static const struct k8s_field spec_fields[] = {
     { .name = "upstreamKeepalive", .type = KF_U32, .off = PCS(upstream_keepalive), .max = 100000 },
     { .name = "healthCheck", .type = KF_MAP, .sub = hc_fields },
     { .name = "outlierDetection", .type = KF_MAP, .sub = outlier_fields },
-    { .name = "tls", .type = KF_MAP, .sub = tls_fields },
+    { .name = "tls", .type = KF_MAP, .sub = tls_fields, .pos_off = PC(tls_pos) + 1 },
     { .name = "accessLog", .type = KF_STR, .off = PCS(access_log) },
     { NULL },
 };
@@ -230,6 +231,10 @@ static void pc_check(struct k8s_dctx *c, const struct ydoc_node *n)
             k8s__err_at(c, pc->defcert_pos,
                         "spec.defaultCertificate: \"%s\" must be NAMESPACE/NAME of a Secret", dc);
     }
+    char msg[256];
+    if ((pc->s.tls.ciphers || pc->s.tls.ciphersuites) &&
+        tls_check_ciphers(pc->s.tls.ciphers, pc->s.tls.ciphersuites, msg, sizeof(msg)) < 0)
+        k8s__err_at(c, pc->tls_pos, "spec.tls: %s", msg);
     if (pc->s.outlier.max_ejection_ms < pc->s.outlier.base_ejection_ms)
         pc->s.outlier.max_ejection_ms = pc->s.outlier.base_ejection_ms;
 }

@@ -118,7 +118,7 @@ struct k8s_proxycfg {
     uint32_t nlisten;
     struct k8s_pos listen_pos;
     struct snap_settings s;            /* everything else, defaults applied */
-    struct k8s_pos admin_pos, defcert_pos;
+    struct k8s_pos admin_pos, defcert_pos, tls_pos;
 };
 
 /* ---- Ingress ---- */
