@@ -574,10 +574,39 @@ static uint32_t group_port(const struct k8s_ep_port *ports, uint32_t n,
     return 0;
 }
 
+/*
+ * The same pod may sit in two slices for a moment (the controller moves
+ * endpoints between slices non-atomically): keep one entry per address, ready
+ * if any copy says so, so it is not balanced to twice.
+ */
+static void dedupe_eps(struct build *b)
+{
+    struct smap seen;
+    uint32_t out = 0;
+    smap_init(&seen, b->neps);
+    for (uint32_t i = 0; i < b->neps; i++) {
+        struct snap_endpoint *e = &b->eps[i];
+        uintptr_t have = (uintptr_t)smap_get(&seen, 0, e->addr);
+        if (have) {
+            struct snap_endpoint *k = &b->eps[have - 1];
+            if (e->ready && !e->terminating && !(k->ready && !k->terminating)) {
+                k->ready = true;
+                k->terminating = false;
+            }
+            continue;
+        }
+        b->eps[out] = *e;
+        smap_set(&seen, 0, b->eps[out].addr, (void *)(uintptr_t)(out + 1));
+        out++;
+    }
+    b->neps = out;
+    smap_free(&seen);
+}
+
 static uint32_t resolve_endpoints(struct build *b, const struct k8s_obj *svc,
                                   const struct k8s_svc_port *sp)
 {
-    uint32_t port_seen = 0;
+    uint32_t port_seen = 0, groups = 0;
     bool several = false;
     b->neps = 0;
     struct chain *ch = smap_get(&b->slices, 0, svc->key);
@@ -589,6 +618,7 @@ static uint32_t resolve_endpoints(struct build *b, const struct k8s_obj *svc,
                 continue;
             several |= port_seen && port_seen != port;
             port_seen = port;
+            groups++;
             for (uint32_t i = 0; i < e->naddrs; i++)
                 ep_push(b, e->addrs[i].ip, port, e->addrs[i].ready, e->addrs[i].terminating);
         }
@@ -602,6 +632,7 @@ static uint32_t resolve_endpoints(struct build *b, const struct k8s_obj *svc,
                 continue;
             several |= port_seen && port_seen != port;
             port_seen = port;
+            groups++;
             for (uint32_t i = 0; i < ss->naddrs; i++)
                 if (ss->addrs[i].ip)
                     ep_push(b, ss->addrs[i].ip, port, true, false);
@@ -610,6 +641,8 @@ static uint32_t resolve_endpoints(struct build *b, const struct k8s_obj *svc,
                     ep_push(b, ss->not_ready[i].ip, port, false, false);
         }
     }
+    if (groups > 1)
+        dedupe_eps(b);
     return several ? 0 : port_seen;
 }
 

@@ -345,3 +345,27 @@ Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
     free(text), free(ing), free(svc2), free(svc3);
     cfg_errs_free(&errs);
 }
+
+Test(snap, endpoints_in_two_slices_count_once)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s"
+                       "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                       "metadata: {name: web-2, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n"
+                       "ports: [{name: http, port: 8080}]\n"
+                       "endpoints: [{addresses: [127.0.0.2], conditions: {ready: false}}, {addresses: [127.0.0.9]}]\n",
+                       svc_web, ing) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    const struct snap_backend *be = snap_find_backend(s, "default/web:80");
+    cr_assert_eq(be->neps, 2);
+    cr_assert(be->eps[0].ready, "a ready copy wins");
+    cr_assert_str_eq(be->eps[1].addr, "127.0.0.9:8080");
+    cr_assert_eq(be->nready, 2);
+    snap_release(s);
+    free(text), free(ing);
+    cfg_errs_free(&errs);
+}
