@@ -352,6 +352,7 @@ struct build {
     size_t nfiles;
     struct seg *segs;
     uint32_t nsegs, capsegs;
+    struct smap prev_be;               /* prev backends by name (health entry reuse) */
     bool dry;                          /* reference checks only count problems */
     uint32_t dry_hits;
 };
@@ -399,9 +400,20 @@ static struct k8s_obj *find_any(struct build *b, enum k8s_kind k, const char *ke
     return smap_get(&b->seen, k, key);
 }
 
+/* "x<sep>y" in the arena; the hot string builder of a load (no printf) */
+static char *join(struct arena *a, const char *x, char sep, const char *y)
+{
+    size_t lx = strlen(x), ly = strlen(y);
+    char *d = arena_alloc(a, lx + ly + 2);
+    memcpy(d, x, lx);
+    d[lx] = sep;
+    memcpy(d + lx + 1, y, ly + 1);
+    return d;
+}
+
 static const char *nskey(struct build *b, const char *ns, const char *name)
 {
-    return arena_printf(b->tmp, "%s/%s", ns, name);
+    return join(b->tmp, ns, '/', name);
 }
 
 static const struct k8s_svc_port *svc_port(const struct k8s_service *svc,
@@ -542,8 +554,22 @@ static void ep_push(struct build *b, const char *ip, uint32_t port, bool ready, 
     }
     struct snap_endpoint *e = &b->eps[b->neps];
     memset(e, 0, sizeof(*e));
-    e->addr = strchr(ip, ':') ? arena_printf(b->a, "[%s]:%u", ip, port)
-                              : arena_printf(b->a, "%s:%u", ip, port);
+    char digits[8], *q = digits + sizeof(digits) - 1;
+    *q = '\0';
+    do
+        *--q = (char)('0' + port % 10);
+    while ((port /= 10) != 0);
+    if (strchr(ip, ':')) {
+        size_t l = strlen(ip);
+        char *br = arena_alloc(b->a, l + 3);
+        br[0] = '[';
+        memcpy(br + 1, ip, l);
+        br[l + 1] = ']';
+        br[l + 2] = '\0';
+        e->addr = join(b->a, br, ':', q);
+    } else {
+        e->addr = join(b->a, ip, ':', q);
+    }
     if (!k8s_parse_hostport(e->addr, &e->sa, &e->salen))
         return; /* decoders reject bad addresses; a reused object cannot carry one */
     e->ready = ready;
@@ -692,6 +718,36 @@ static const unsigned char *find_ca(struct build *b, const struct k8s_obj *owner
     return sec->u.sec.ca ? sec->u.sec.ca : sec->u.sec.crt;
 }
 
+/*
+ * The health entry the previous snapshot's backend of the same name holds for
+ * addr, with one more ref, or NULL. Endpoints usually keep their order, so
+ * the same index is tried first; a map of the old backend is built only on a
+ * mismatch. Taking a ref by atomic increment is safe here because prev holds
+ * one for the whole load (hc_ep_put frees only at zero), and it spares the
+ * health table's mutex and hash chain for the 99% of endpoints that stay.
+ */
+static struct hc_ep *prev_hc(const struct snap_backend *pb, struct smap *pmap, uint32_t i,
+                             const char *addr)
+{
+    const struct snap_endpoint *pe = NULL;
+    if (!pb)
+        return NULL;
+    if (i < pb->neps && !strcmp(pb->eps[i].addr, addr)) {
+        pe = &pb->eps[i];
+    } else {
+        if (!pmap->cap) {
+            smap_init(pmap, pb->neps);
+            for (uint32_t j = 0; j < pb->neps; j++)
+                smap_set(pmap, 0, pb->eps[j].addr, (void *)&pb->eps[j]);
+        }
+        pe = smap_get(pmap, 0, addr);
+    }
+    if (!pe || !pe->hc)
+        return NULL;
+    atomic_fetch_add_explicit(&pe->hc->refs, 1, memory_order_relaxed);
+    return pe->hc;
+}
+
 /* the backend index for an Ingress backend, creating it on first use; -1 = none */
 static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct k8s_ing_backend *bk)
 {
@@ -761,10 +817,15 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
         if (b->neps) {
             be->eps = arena_memdup(b->a, b->eps, b->neps * sizeof(*b->eps));
             be->neps = b->neps;
+            const struct snap_backend *pb = smap_get(&b->prev_be, 0, name);
+            struct smap pmap = { 0 };
             for (uint32_t i = 0; i < be->neps; i++) {
-                be->eps[i].hc = hc_ep_get(be->eps[i].addr);
+                be->eps[i].hc = prev_hc(pb, &pmap, i, be->eps[i].addr);
+                if (!be->eps[i].hc)
+                    be->eps[i].hc = hc_ep_get(be->eps[i].addr);
                 be->nready += be->eps[i].ready && !be->eps[i].terminating;
             }
+            smap_free(&pmap);
         }
     }
     if (be->upstream_tls) {
@@ -875,6 +936,7 @@ static void build_free(struct build *b)
     smap_free(&b->seen);
     smap_free(&b->slices);
     smap_free(&b->be_idx);
+    smap_free(&b->prev_be);
     arena_free(b->tmp);
     free(b->q);
     free(b->bes);
@@ -1219,6 +1281,9 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     /* indexes over the live set */
     smap_init(&b.slices, 64);
     smap_init(&b.be_idx, 64);
+    smap_init(&b.prev_be, prev ? prev->nbackends : 1);
+    for (uint32_t i = 0; prev && i < prev->nbackends; i++)
+        smap_set(&b.prev_be, 0, prev->backends[i].name, &prev->backends[i]);
     bool default_adopts = false;
     uint32_t nnp = 0;
     for (uint32_t i = 0; i < b.live.n; i++) {
