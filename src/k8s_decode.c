@@ -355,7 +355,7 @@ static void decode_value(struct k8s_dctx *c, const struct k8s_field *f, const st
 void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct ydoc_node *n,
                      void *base)
 {
-    uint64_t seen = 0;
+    uint64_t seen = 0, written = 0;
     for (uint32_t i = 0; i < n->n; i++) {
         const struct ydoc_node *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
         const char *key = k->type == YDOC_SCALAR ? k->str : "?";
@@ -367,7 +367,10 @@ void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct
                 break;
             }
         size_t old = k8s__path_key(c, key);
-        if (!f) {
+        if (f && idx < 64 && (written & (1ull << idx))) {
+            /* the API server's strict decoding rejects this too */
+            k8s__err(c, k, "duplicate field \"%s\"", key);
+        } else if (!f) {
             k8s__warn(c, k, "unknown field \"%s\"", key);
         } else if (!ydoc_is_null(v) || f->type == KF_IGNORE) {
             if (idx < 64)
@@ -378,6 +381,8 @@ void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct
             if (f->set_off)
                 *(bool *)((char *)base + f->set_off - 1) = true;
         }
+        if (f && idx < 64)
+            written |= 1ull << idx;
         k8s__path_restore(c, old);
     }
     unsigned idx = 0;
@@ -541,6 +546,10 @@ static void decode_object(const struct ydoc *d, const struct ydoc_node *n, struc
     for (uint32_t i = 0; i < n->n; i++) {
         const struct ydoc_node *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
         const char *key = k->type == YDOC_SCALAR ? k->str : "?";
+        if (ydoc_get(n, key) != v) {
+            k8s_obj_error(o, errs, k8s__pos(k), "%s: duplicate field \"%s\"", key, key);
+            continue;
+        }
         if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata"))
             continue;
         const struct k8s_field *f = NULL;

@@ -177,6 +177,8 @@ static void ing_check(struct k8s_dctx *c, const struct ydoc_node *n)
     for (uint32_t i = 0; i < ing->nrules; i++) {
         struct k8s_ing_rule *r = &ing->rules[i];
         const char *why;
+        if (r->host && !*r->host)
+            r->host = NULL; /* "" is the API's "any host" as much as an absent one */
         if (r->host && (why = host_problem(r->host)) != NULL)
             k8s__err_at(c, r->pos, "spec.rules[%u].host: \"%s\" %s", i, r->host, why);
         for (uint32_t j = 0; j < r->npaths; j++) {

@@ -360,3 +360,9 @@ extra["47-bad-ciphers"] = base("  tls:\n    ciphers: NOT-A-CIPHER\n")
 extra["48-unknown-annotation-value-on-ingress"] = base(ing=ING(meta_extra="  annotations:\n    nginx.ingress.kubernetes.io/proxy-body-size: huge\n"))
 for k, v in extra.items():
     open(f'tests/conf/invalid/{k}.yaml', 'w').write(v)
+
+more = {}
+more["49-duplicate-field"] = base(svc=SVC.replace("  ports:\n", "  type: ClusterIP\n  type: NodePort\n  ports:\n"))
+more["50-duplicate-top-level-field"] = base(svc=SVC + "spec: {}\n")
+for k, v in more.items():
+    open(f'tests/conf/invalid/{k}.yaml', 'w').write(v)
