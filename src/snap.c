@@ -27,6 +27,11 @@
  * nothing to keep it. Everything derived (backends, endpoints, routes) is in
  * the snapshot's own arena and dies with it.
  *
+ * Reloads mostly change a few documents (pods come and go): each document's
+ * bytes are hashed, and a document identical to one of the previous load
+ * reuses its decoded objects without being parsed again (struct snap_doc),
+ * which is what makes an EndpointSlice-only change cheap.
+ *
  * This file does reading, decoding, duplicates, quarantine and document
  * reuse; snap_build.c does references, resolution and the snapshot itself.
  *

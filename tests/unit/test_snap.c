@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 
 #include "ingressd/np.h"
+#include "ingressd/route.h"
 #include "ingressd/snap.h"
 
 TestSuite(snap);
@@ -367,5 +368,61 @@ Test(snap, endpoints_in_two_slices_count_once)
     cr_assert_eq(be->nready, 2);
     snap_release(s);
     free(text), free(ing);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, routes_defaults_tls_redirect_and_regex)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    const char *text =
+        "apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  listen:\n"
+        "  - address: 127.0.0.1:18080\n  - {address: 127.0.0.1:18443, tls: true}\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+        "metadata:\n  name: secure\n"
+        "spec:\n  defaultBackend: {service: {name: web, port: {name: http}}}\n"
+        "  tls: [{hosts: [\"*.example.com\"]}]\n"
+        "  rules:\n  - host: a.example.com\n    http:\n      paths:\n"
+        "      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n"
+        "  - host: other.org\n    http:\n      paths:\n"
+        "      - {path: /x, pathType: Exact, backend: {service: {name: web, port: {number: 80}}}}\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+        "metadata:\n  name: rx\n  annotations:\n    ingressd/use-regex: \"true\"\n"
+        "    nginx.ingress.kubernetes.io/ssl-redirect: \"false\"\n"
+        "    nginx.ingress.kubernetes.io/rewrite-target: /$1\n"
+        "spec:\n  tls: [{hosts: [b.example.com]}]\n"
+        "  defaultBackend: {service: {name: ext, port: {number: 443}}}\n"
+        "  rules:\n  - host: b.example.com\n    http:\n      paths:\n"
+        "      - {path: \"/v[0-9]+/(.*)\", pathType: ImplementationSpecific, backend: {service: {name: ext, port: {number: 443}}}}\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
+        "spec: {type: ExternalName, externalName: example.org, ports: [{port: 443}]}\n";
+    char *all = NULL;
+    cr_assert(asprintf(&all, "%s%s", text, svc_web) > 0);
+    struct snap *s = load_text(all, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 0, "%s", errs.n ? errs.v[0].msg : "");
+    cr_assert_not_null(s->default_route, "the first Ingress defaultBackend");
+    cr_assert_str_eq(s->default_route->backend->name, "default/web:80");
+    cr_assert_str_eq(s->default_route->ingress, "default/secure");
+
+    const struct snap_route *r = route_match(s->routes, "a.example.com", 13, "/any", 4);
+    cr_assert_not_null(r);
+    cr_assert(r->has_tls && r->ssl_redirect, "host covered by *.example.com");
+    r = route_match(s->routes, "other.org", 9, "/x", 2);
+    cr_assert_not_null(r);
+    cr_assert_not(r->has_tls);
+    cr_assert_not(r->ssl_redirect);
+
+    r = route_match(s->routes, "b.example.com", 13, "/v2/users", 9);
+    cr_assert_not_null(r, "regex path");
+    cr_assert(r->use_regex);
+    cr_assert(r->has_tls && !r->ssl_redirect, "redirect disabled by annotation");
+    cr_assert_str_eq(r->rewrite_target, "/$1");
+    cr_assert_str_eq(r->backend->external_name, "example.org");
+    cr_assert_eq(r->backend->external_port, 443);
+    cr_assert_eq(r->backend->neps, 0);
+    cr_assert_null(route_match(s->routes, "b.example.com", 13, "/nope", 5));
+    snap_release(s);
+    free(all);
     cfg_errs_free(&errs);
 }
