@@ -54,6 +54,7 @@
 #include "ingressd/arena.h"
 #include "ingressd/hc.h"
 #include "ingressd/k8s.h"
+#include "ingressd/route.h"
 #include "ingressd/str.h"
 #include "ingressd/tls.h"
 #include "ingressd/ydoc.h"
@@ -655,6 +656,7 @@ void snap_release(struct snap *s)
             SSL_CTX_free(be->upstream_ssl_ctx);
     }
     tls_store_free(s->tls);
+    route_table_free((struct route_table *)s->routes); /* its PCRE2 codes; memory is the arena's */
     objset_free(s->objects);
     arena_free(s->arena);
     s->magic = 0;
