@@ -176,12 +176,19 @@ static bool want_scalar(struct k8s_dctx *c, const struct ydoc_node *n, const cha
 
 static bool parse_bool(const struct ydoc_node *n, bool *out)
 {
+    /* YAML 1.1 booleans, as the Kubernetes YAML decoder (go-yaml v2) reads them */
+    static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On",
+                                       "ON", "y", "Y", NULL };
+    static const char *const no[] = { "false", "False", "FALSE", "no", "No", "NO", "off", "Off",
+                                      "OFF", "n", "N", NULL };
     if (n->type != YDOC_SCALAR || n->quoted)
         return false;
-    if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE"))
-        return *out = true, true;
-    if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE"))
-        return *out = false, true;
+    for (int i = 0; yes[i]; i++)
+        if (!strcmp(n->str, yes[i]))
+            return *out = true, true;
+    for (int i = 0; no[i]; i++)
+        if (!strcmp(n->str, no[i]))
+            return *out = false, true;
     return false;
 }
 
