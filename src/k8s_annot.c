@@ -334,7 +334,7 @@ static const struct annot_row annot_rows[] = {
     { NULL, false, NULL },
 };
 
-void k8s__policy_init(struct k8s_policy *p)
+void k8s_policy_init(struct k8s_policy *p)
 {
     memset(p, 0, sizeof(*p));
     p->algo = p->hash_by = p->affinity = p->retries = p->upstream_tls = -1;

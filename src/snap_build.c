@@ -177,6 +177,22 @@ void snap__check_service(struct build *b, struct k8s_obj *o)
 
 void snap__check_proxycfg(struct build *b, struct k8s_obj *o)
 {
+    const struct k8s_ing_backend *bk = &o->u.pc.default_backend;
+    if (bk->set && bk->service) {
+        const char *ns = bk->ns ? bk->ns : "default";
+        struct k8s_obj *so = find_any(b, K8S_SERVICE, nskey(b, ns, bk->service));
+        if (!so)
+            xerr(b, o, bk->pos, "spec.defaultBackend.service.name: Service %s/%s not found", ns,
+                 bk->service);
+        else if (!so->nerrors && bk->port_name && !svc_port(&so->u.svc, bk))
+            xerr(b, o, bk->port_pos,
+                 "spec.defaultBackend.service.port.name: Service %s/%s has no port named \"%s\"",
+                 ns, bk->service, bk->port_name);
+        else if (!so->nerrors && bk->port_number && !svc_port(&so->u.svc, bk))
+            xerr(b, o, bk->port_pos,
+                 "spec.defaultBackend.service.port.number: Service %s/%s has no port %u", ns,
+                 bk->service, bk->port_number);
+    }
     const char *dc = o->u.pc.s.default_certificate;
     if (dc && strchr(dc, '/')) {
         const char *ns, *name;
@@ -396,8 +412,12 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
 {
     if (!bk->set || !bk->service || bk->has_resource)
         return -1;
-    const struct k8s_policy *ip = &ingo->u.ing.policy;
-    const char *svckey = nskey(b, ingo->meta.ns, bk->service);
+    /* an Ingress's backends live in its namespace; ProxyConfig's names one */
+    bool is_ing = ingo->kind == K8S_INGRESS;
+    struct k8s_policy none;
+    k8s_policy_init(&none);
+    const struct k8s_policy *ip = is_ing ? &ingo->u.ing.policy : &none;
+    const char *svckey = nskey(b, is_ing ? ingo->meta.ns : bk->ns ? bk->ns : "default", bk->service);
     const struct k8s_obj *so = snap__find(b, K8S_SERVICE, svckey);
     const struct k8s_svc_port *sp = so ? svc_port(&so->u.svc, bk) : NULL;
     char portbuf[16];
@@ -448,7 +468,7 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
             ca = find_ca(b, so, svc->policy.upstream_ca, &calen);
     }
     apply_policy(be, ip);
-    if (ip->upstream_ca)
+    if (is_ing && ip->upstream_ca)
         ca = find_ca(b, ingo, ip->upstream_ca, &calen);
     if (so && so->u.svc.type == K8S_SVC_EXTERNALNAME) {
         be->external_name = so->u.svc.external_name;
@@ -642,6 +662,13 @@ struct snap *snap__build(struct build *b, const char *path)
             b->defrec.act = new_action(b, o, NULL, NULL, false);
             b->defrec.be = backend_for(b, o, &ing->default_backend);
         }
+    }
+    if (!b->defrec.act && pc->default_backend.set) {
+        struct snap_route *act = arena_calloc(b->a, 1, sizeof(*act));
+        act->ingress = "ProxyConfig";
+        act->seq = b->nspecs;
+        b->defrec.act = act;
+        b->defrec.be = backend_for(b, b->pc, &pc->default_backend);
     }
     s->nrules = b->nspecs;
 

@@ -107,6 +107,18 @@ struct k8s_ing_annot {                 /* routing behaviour from Ingress annotat
 
 /* ---- ProxyConfig (ingressd/v1) ---- */
 
+struct k8s_ing_backend {
+    bool set;
+    const char *service;               /* backend.service.name */
+    const char *ns;                    /* ProxyConfig only: service.namespace (NULL = default) */
+    const char *port_name;             /* backend.service.port.name or NULL */
+    uint32_t port_number;              /* backend.service.port.number or 0 */
+    bool has_resource;                 /* backend.resource (not supported: no route) */
+    struct k8s_pos pos;                /* of backend.service */
+    struct k8s_pos port_pos;
+};
+
+
 struct k8s_listen {
     const char *address;
     bool tls;
@@ -119,19 +131,11 @@ struct k8s_proxycfg {
     struct k8s_pos listen_pos;
     struct snap_settings s;            /* everything else, defaults applied */
     struct k8s_pos admin_pos, defcert_pos, tls_pos;
+    struct k8s_ing_backend default_backend; /* spec.defaultBackend (last resort before 404) */
 };
 
 /* ---- Ingress ---- */
 
-struct k8s_ing_backend {
-    bool set;
-    const char *service;               /* backend.service.name */
-    const char *port_name;             /* backend.service.port.name or NULL */
-    uint32_t port_number;              /* backend.service.port.number or 0 */
-    bool has_resource;                 /* backend.resource (not supported: no route) */
-    struct k8s_pos pos;                /* of backend.service */
-    struct k8s_pos port_pos;
-};
 
 enum k8s_path_type { K8S_PATH_EXACT = 0, K8S_PATH_PREFIX, K8S_PATH_IMPL };
 
@@ -345,6 +349,9 @@ void k8s_obj_error(struct k8s_obj *o, struct cfg_errs *errs, struct k8s_pos pos,
                    ...) __attribute__((format(printf, 4, 5)));
 void k8s_obj_warn(struct k8s_obj *o, struct cfg_errs *errs, struct k8s_pos pos, const char *fmt,
                   ...) __attribute__((format(printf, 4, 5)));
+
+/* a policy with nothing given (every override "not set") */
+void k8s_policy_init(struct k8s_policy *p);
 
 /* annotation / label value or NULL */
 const char *k8s_kv_get(const struct k8s_kvs *kv, const char *k);

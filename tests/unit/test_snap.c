@@ -426,3 +426,28 @@ Test(snap, routes_defaults_tls_redirect_and_regex)
     free(all);
     cfg_errs_free(&errs);
 }
+
+Test(snap, proxyconfig_default_backend_is_the_last_resort)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "  defaultBackend: {service: {name: web, namespace: default, port: {name: http}}}\n%s",
+                       svc_web) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 0);
+    cr_assert_not_null(s->default_route);
+    cr_assert_str_eq(s->default_route->backend->name, "default/web:80");
+    cr_assert_eq(s->default_route->backend->neps, 1);
+    snap_release(s);
+    free(text);
+
+    cr_assert(asprintf(&text, PC "  defaultBackend: {service: {name: web, port: {number: 81}}}\n%s",
+                       svc_web) > 0);
+    s = load_text(text, NULL, &errs);
+    cr_assert_null(s, "the only ProxyConfig is broken: nothing to serve");
+    cr_assert_not_null(strstr(errs.v[errs.n - 1].msg, "has no port 81"));
+    free(text);
+    cfg_errs_free(&errs);
+}
