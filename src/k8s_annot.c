@@ -8,6 +8,39 @@
  *
  * Unknown ingressd/ annotations are warned about (likely typos); other
  * prefixes belong to other controllers and are ignored. Loader thread.
+ *
+ * Backend policy (on a Service; on an Ingress they override the Service's
+ * for that Ingress's backends, which then get their own "@ns/ingress" name):
+ *   ingressd/load-balance              round_robin|least_conn|ewma|hash
+ *     nginx.ingress.kubernetes.io/load-balance          (same values)
+ *   ingressd/hash-by                   remote_addr|path|header:NAME|cookie:NAME (implies hash)
+ *     nginx.ingress.kubernetes.io/upstream-hash-by      $remote_addr|$request_uri|$http_NAME|$cookie_NAME
+ *   ingressd/affinity                  cookie|none
+ *     nginx.ingress.kubernetes.io/affinity
+ *   ingressd/affinity-cookie-name      cookie name (default INGRESSD)
+ *     nginx.ingress.kubernetes.io/session-cookie-name
+ *   ingressd/health-check-path         /path (else TCP connect)
+ *   ingressd/health-check-interval     duration (0 = no active checks)
+ *   ingressd/health-check-timeout      duration
+ *   ingressd/health-check-healthy-threshold / -unhealthy-threshold   1-100
+ *   ingressd/health-check-port         1-65535 (else the endpoint's port)
+ *   ingressd/retry-on                  error,timeout,http_502,http_503,http_504 | off
+ *   ingressd/retries                   0-10
+ *   ingressd/backend-protocol          HTTP|HTTPS
+ *     nginx.ingress.kubernetes.io/backend-protocol
+ *   ingressd/upstream-ca-secret        [ns/]name of a Secret with ca.crt: verify HTTPS pods
+ *     nginx.ingress.kubernetes.io/proxy-ssl-secret
+ * Routing (Ingress only):
+ *   ingressd/use-regex                 "true": ImplementationSpecific paths are PCRE2
+ *     nginx.ingress.kubernetes.io/use-regex
+ *   ingressd/ssl-redirect              "false" disables the 308 to https for TLS hosts
+ *     nginx.ingress.kubernetes.io/ssl-redirect, .../force-ssl-redirect
+ *   ingressd/rewrite-target            replacement path ($1.. from a regex path)
+ *     nginx.ingress.kubernetes.io/rewrite-target
+ *   ingressd/proxy-body-size           size, 0 = unlimited (per-route max body)
+ *     nginx.ingress.kubernetes.io/proxy-body-size
+ * Service spec.sessionAffinity: ClientIP (+ sessionAffinityConfig.clientIP
+ * .timeoutSeconds) is read from the Service spec itself (k8s_service.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
