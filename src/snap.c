@@ -415,16 +415,20 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
 {
     bool ok = read_config(path, &b->files, &b->nfiles, b->errs) == 0;
     const struct snap_objset *pos = b->prev ? b->prev->objects : NULL;
+    struct smap used = { 0 };
     for (size_t f = 0; ok && f < b->nfiles; f++)
         split_docs(b->files[f].path, b->files[f].text, b->files[f].len, &b->segs, &b->nsegs,
                    &b->capsegs);
+    if (pos)
+        smap_init(&used, b->nsegs);
     for (uint32_t i = 0; ok && i < b->nsegs; i++) {
         struct seg *g = &b->segs[i];
         g->hash = seg_hash(g->text, g->len);
         if (asprintf(&g->key, "%016llx/%zu/%s", (unsigned long long)g->hash, g->len, g->file) < 0)
             abort();
         const struct snap_doc *doc = pos ? smap_get(&pos->docidx, 0, g->key) : NULL;
-        if (doc) {
+        /* a document written twice must not yield the same object twice */
+        if (doc && !smap_set(&used, 0, g->key, (void *)doc)) {
             g->first = objs->n;
             g->n = doc->nobjs;
             g->cached = true;
@@ -434,6 +438,7 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
         }
         ok = seg_decode(g, objs, b->errs);
     }
+    smap_free(&used);
     return ok;
 }
 
@@ -559,7 +564,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     struct k8s_obj **segobjs = malloc((objs.n ? objs.n : 1) * sizeof(*segobjs));
     if (!segobjs)
         abort();
-    memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
+    if (objs.n)
+        memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
 
     /* 3. quarantine: broken objects give way to their last good version, or drop out */
     for (uint32_t i = 0; i < objs.n; i++) {

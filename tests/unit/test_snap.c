@@ -451,3 +451,27 @@ Test(snap, proxyconfig_default_backend_is_the_last_resort)
     free(text);
     cfg_errs_free(&errs);
 }
+
+Test(snap, a_document_written_twice_on_reload_is_one_duplicate)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s", svc_web) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    free(text);
+    /* the same Service document twice: the cached objects must not be shared by both */
+    cr_assert(asprintf(&text, PC "%s%s", svc_web, svc_web) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nerrors, 2, "the second Service and the second slice are duplicates");
+    cr_assert_eq(s2->nservices, 1);
+    struct snap *s3 = load_text(text, s2, &errs);
+    cr_assert_not_null(s3);
+    snap_release(s1);
+    snap_release(s2);
+    snap_release(s3);
+    free(text);
+    cfg_errs_free(&errs);
+}
