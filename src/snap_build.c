@@ -240,7 +240,8 @@ static void ep_push(struct build *b, const char *ip, uint32_t port, bool ready, 
  * The pod port for Service port sp in one group of endpoint ports: the port
  * named like the Service port (EndpointSlice controller rule; "" = unnamed),
  * else the one named like a named targetPort, else a numeric targetPort when
- * the group lists no ports at all (hand-written slices). 0 = none.
+ * the group lists no ports at all, else a group's single port when one side
+ * left it unnamed (hand-written slices and Endpoints). 0 = none.
  */
 static uint32_t group_port(const struct k8s_ep_port *ports, uint32_t n,
                            const struct k8s_svc_port *sp)
@@ -254,7 +255,7 @@ static uint32_t group_port(const struct k8s_ep_port *ports, uint32_t n,
                 return ports[i].port;
     if (n == 0 && sp->target.is_num)
         return sp->target.num;
-    if (n == 1 && !*ports[0].name && !*sp->name && ports[0].port)
+    if (n == 1 && (!*ports[0].name || !*sp->name) && ports[0].port)
         return ports[0].port;
     return 0;
 }
