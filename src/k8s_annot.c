@@ -34,7 +34,9 @@
  *   ingressd/use-regex                 "true": ImplementationSpecific paths are PCRE2
  *     nginx.ingress.kubernetes.io/use-regex
  *   ingressd/ssl-redirect              "false" disables the 308 to https for TLS hosts
- *     nginx.ingress.kubernetes.io/ssl-redirect, .../force-ssl-redirect
+ *     nginx.ingress.kubernetes.io/ssl-redirect
+ *   ingressd/force-ssl-redirect        "true": redirect even hosts without spec.tls
+ *     nginx.ingress.kubernetes.io/force-ssl-redirect
  *   ingressd/rewrite-target            replacement path ($1.. from a regex path)
  *     nginx.ingress.kubernetes.io/rewrite-target
  *   ingressd/proxy-body-size           size, 0 = unlimited (per-route max body)
@@ -310,6 +312,17 @@ static bool set_ssl_redirect(struct k8s_dctx *c, struct k8s_policy *p, struct k8
     return true;
 }
 
+static bool set_force_ssl_redirect(struct k8s_dctx *c, struct k8s_policy *p,
+                                   struct k8s_ing_annot *ia, const char *v, char *msg, size_t len)
+{
+    bool b;
+    (void)c, (void)p;
+    if (!parse_boolstr(v, &b))
+        return bad(msg, len, "want \"true\" or \"false\"", v);
+    ia->force_ssl_redirect = b;
+    return true;
+}
+
 static bool set_rewrite(struct k8s_dctx *c, struct k8s_policy *p, struct k8s_ing_annot *ia,
                         const char *v, char *msg, size_t len)
 {
@@ -359,7 +372,8 @@ static const struct annot_row annot_rows[] = {
     { NGX "use-regex", true, set_use_regex },
     { "ingressd/ssl-redirect", true, set_ssl_redirect },
     { NGX "ssl-redirect", true, set_ssl_redirect },
-    { NGX "force-ssl-redirect", true, set_ssl_redirect },
+    { "ingressd/force-ssl-redirect", true, set_force_ssl_redirect },
+    { NGX "force-ssl-redirect", true, set_force_ssl_redirect },
     { "ingressd/rewrite-target", true, set_rewrite },
     { NGX "rewrite-target", true, set_rewrite },
     { "ingressd/proxy-body-size", true, set_body_size },

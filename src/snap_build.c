@@ -532,7 +532,8 @@ static struct snap_route *new_action(struct build *b, const struct k8s_obj *o, c
     act->host = host;
     act->path = path;
     act->has_tls = host_covered(ing, host);
-    act->ssl_redirect = act->has_tls && ing->annot.ssl_redirect != 0 && b->any_tls_listener;
+    act->ssl_redirect = ((act->has_tls && ing->annot.ssl_redirect != 0) ||
+                         ing->annot.force_ssl_redirect) && b->any_tls_listener;
     act->rewrite_target = ing->annot.rewrite_target;
     act->rewrite_len = act->rewrite_target ? (uint32_t)strlen(act->rewrite_target) : 0;
     act->has_max_body_size = ing->annot.has_body_size;

@@ -100,6 +100,7 @@ struct k8s_policy {                    /* overrides; -1 / 0 / NULL = not given *
 struct k8s_ing_annot {                 /* routing behaviour from Ingress annotations */
     bool use_regex;
     int ssl_redirect;                  /* -1 not given */
+    bool force_ssl_redirect;           /* redirect even without spec.tls for the host */
     const char *rewrite_target;
     bool has_body_size;
     uint64_t max_body_size;            /* nginx.ingress.kubernetes.io/proxy-body-size */
