@@ -475,3 +475,39 @@ Test(snap, a_document_written_twice_on_reload_is_one_duplicate)
     free(text);
     cfg_errs_free(&errs);
 }
+
+Test(snap, a_directory_of_yaml_files_is_one_configuration)
+{
+    char dir[] = "/tmp/ingressd-test-dir-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char p1[128], p2[128], p3[128];
+    snprintf(p1, sizeof(p1), "%s/10-proxy.yaml", dir);
+    snprintf(p2, sizeof(p2), "%s/20-apps.yaml", dir);
+    snprintf(p3, sizeof(p3), "%s/README.md", dir);
+    FILE *f = fopen(p1, "w");
+    fputs(PC, f);
+    fclose(f);
+    f = fopen(p2, "w");
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    fprintf(f, "%s%s", svc_web, ing);
+    fputs("---\napiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: x}]}\n", f);
+    fclose(f);
+    f = fopen(p3, "w");
+    fputs("not: [yaml\n", f);
+    fclose(f);
+
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    struct snap_load_opts opts = { 0 };
+    struct snap *s = snap_load(dir, NULL, &opts, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(s->ningresses, 1);
+    cr_assert_eq(errs.nerrors, 1);
+    cr_assert_str_eq(errs.v[0].file, p2, "errors name the file they are in");
+    cr_assert_not_null(snap_find_backend(s, "default/web:80"));
+    snap_release(s);
+    unlink(p1), unlink(p2), unlink(p3);
+    rmdir(dir);
+    free(ing);
+    cfg_errs_free(&errs);
+}
