@@ -427,11 +427,6 @@ static const struct k8s_field meta_fields[] = {
     { NULL },
 };
 
-static uint64_t fnv(const char *p, size_t n)
-{
-    return str_hash(str_make(p, n));
-}
-
 static const struct k8s_kind_def *kind_lookup(const char *kind)
 {
     for (int i = 0; i < K8S_NKINDS; i++)
@@ -502,7 +497,6 @@ static void decode_object(const struct ydoc *d, const struct ydoc_node *n, struc
     o->file = arena_strdup(a, d->file);
     o->pos = k8s__pos(n);
     o->seq = (*seq)++;
-    o->src_hash = fnv(d->text + n->start, n->end > n->start ? n->end - n->start : 0);
 
     struct k8s_dctx c = { .o = o, .errs = errs, .a = a };
     if (def->init)

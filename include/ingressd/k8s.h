@@ -302,7 +302,6 @@ struct k8s_obj {
     const char *file;
     struct k8s_pos pos;                /* of the object's map */
     struct k8s_meta meta;
-    uint64_t src_hash;                 /* FNV of the source bytes (unchanged-object detection) */
     uint32_t seq;                      /* position in the stream (file order) */
     uint32_t nerrors;                  /* decode + cross-check errors (0 = good) */
     const char *first_error;           /* first error message, for quarantine records */
