@@ -29,7 +29,7 @@
  *   rules. Regex paths cannot be indexed; they are the only per-rule cost and
  *   only hosts that use them pay it. Lookups are bound by cache misses, not
  *   instructions, so each host is laid out as one block (header, name, then
- *   its trie breadth-first) and a node is one 64-byte line.
+ *   its trie breadth-first) and a node is 64 bytes.
  *
  * Host precedence
  *
@@ -75,9 +75,10 @@
  *   in a scratch arena and on the malloc heap, dropped before returning; the
  *   frozen table lives entirely in the caller's arena except the PCRE2 code
  *   objects and the match context, which route_table_free() releases.
- *   route_match() allocates nothing; a regex match needs a pcre2_match_data,
- *   which each thread creates once and keeps (freed at thread exit through a
- *   pthread key). The strings of the specs are copied, the actions are not.
+ *   route_match() allocates nothing, with one exception: a regex match needs
+ *   a pcre2_match_data, which each thread creates on its first regex match
+ *   and keeps (freed at thread exit through a pthread key). The strings of the
+ *   specs are copied, the actions are not.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "ingressd/route.h"
@@ -138,7 +139,7 @@ struct route_host {
 };
 
 struct route_slot {
-    uint32_t hash;                     /* low half of the host's hash */
+    uint32_t tag;                      /* high half of the host's hash (the low half indexes) */
     uint32_t lines;                    /* 64-byte lines of its contiguous block to prefetch */
     const struct route_host *host;     /* NULL = empty slot */
 };
@@ -212,6 +213,8 @@ static inline uint64_t route_lower8(uint64_t w)
 
 static inline uint32_t route_slot_of(uint64_t h) { return (uint32_t)h; }
 
+_Static_assert(sizeof(void *) != 8 || sizeof(struct route_node) == 64, "a trie node is 64 bytes");
+
 static inline uint64_t route_seg_key(const char *p, uint32_t n)
 {
     uint64_t k = 0;
@@ -256,7 +259,7 @@ static const struct route_host *route_map_get(const struct route_map *m, const c
         const struct route_slot *s = &m->slots[i];
         if (!s->host)
             return NULL;
-        if (s->hash != (uint32_t)h)
+        if (s->tag != (uint32_t)(h >> 32))
             continue;
         /*
          * The host's block (header, name, then its trie breadth-first) is
@@ -771,7 +774,7 @@ static void rb_map_put(struct route_map *m, const struct route_host *h, uint64_t
     uint32_t i = route_slot_of(hash) & m->mask;
     while (m->slots[i].host)
         i = (i + 1) & m->mask;
-    m->slots[i].hash = (uint32_t)hash;
+    m->slots[i].tag = (uint32_t)(hash >> 32);
     m->slots[i].lines = lines;
     m->slots[i].host = h;
 }
