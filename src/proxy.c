@@ -259,6 +259,7 @@ static void write_simple(struct conn *c, unsigned status, const char *reqid, siz
     if (b.over)
         return;
     bufferevent_write(c->bev, buf, b.n);
+    conn_flush(c);
     count_status(c->w, status);
 }
 
@@ -540,6 +541,7 @@ void px_start(struct conn *c, long head_len)
     if (m->expect_continue && !r->req_done) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         bufferevent_write(c->bev, cont, sizeof(cont) - 1);
+        conn_flush(c);
         r->sent_100 = true;
     }
     px_connect(r);
@@ -582,6 +584,7 @@ static void attach(struct px_req *r, bool fresh)
     r->us = u;
     evbuffer_add(bufferevent_get_output(u->bev), r->ushead, r->usheadlen);
     if (u->connected) {
+        ups_flush(u);
         r->state = PX_WAIT_RESP;
         if (!r->req_done)
             pump_req(r);
@@ -701,6 +704,7 @@ static void pump_req(struct px_req *r)
         else if (used < v.iov_len)
             break;
     }
+    ups_flush(r->us);
     if (r->req_done) {
         conn_timer(r->ds, 0);
         struct timeval tv;
@@ -818,6 +822,8 @@ static void enter_tunnel(struct px_req *r)
     bufferevent_set_timeouts(u->bev, &tv, NULL);
     evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(u->bev));
     evbuffer_add_buffer(bufferevent_get_output(u->bev), bufferevent_get_input(c->bev));
+    conn_flush(c);
+    ups_flush(u);
     bufferevent_enable(c->bev, EV_READ);
     bufferevent_enable(u->bev, EV_READ);
 }
@@ -828,10 +834,13 @@ static void tunnel_move(struct px_req *r, struct bufferevent *src, struct buffer
     struct evbuffer *out = bufferevent_get_output(dst);
     size_t n = evbuffer_get_length(bufferevent_get_input(src));
     evbuffer_add_buffer(out, bufferevent_get_input(src));
-    if (src == r->ds->bev)
+    if (src == r->ds->bev) {
         WRK_ADD(r->w, bytes_in, n);
-    else
+        ups_flush(r->us);
+    } else {
         WRK_ADD(r->w, bytes_out, n);
+        conn_flush(r->ds);
+    }
     if (evbuffer_get_length(out) >= PX_HIGH_WM && !*paused) {
         *paused = true;
         bufferevent_disable(src, EV_READ);
@@ -867,12 +876,14 @@ static void read_resp_head(struct px_req *r)
         memset(&u->scan, 0, sizeof(u->scan));
         if (st >= 100 && st < 200 && st != 101) {
             /* interim responses: ours already said 100, pass the others */
-            if (st == 100 && r->sent_100)
+            if (st == 100 && r->sent_100) {
                 evbuffer_drain(in, (size_t)hl);
-            else if (!r->client_10)
+            } else if (!r->client_10) {
                 evbuffer_remove_buffer(in, bufferevent_get_output(r->ds->bev), (size_t)hl);
-            else
+                conn_flush(r->ds);
+            } else {
                 evbuffer_drain(in, (size_t)hl);
+            }
             continue;
         }
         if (st == 101 && !r->upgrade) {
@@ -914,6 +925,7 @@ static void read_resp_head(struct px_req *r)
             r->resp.body_sink = bufferevent_get_output(r->ds->bev);
         if (r->resp.no_body) {
             r->resp_done = true;
+            conn_flush(r->ds);
             px_finish(r);
             return;
         }
@@ -952,6 +964,7 @@ static void pump_resp(struct px_req *r)
         else if (used < v.iov_len)
             break;
     }
+    conn_flush(r->ds);
     if (r->resp_done) {
         px_finish(r);
         return;

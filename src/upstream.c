@@ -167,12 +167,13 @@ struct ups_conn *ups_get(struct wrk *w, const struct snap_backend *be, const str
         u->req = req;
         memset(&u->scan, 0, sizeof(u->scan));
         bufferevent_set_timeouts(u->bev, NULL, NULL);
-        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        bufferevent_enable(u->bev, u->tls ? EV_READ | EV_WRITE : EV_READ);
         return u;
     }
     u = conn_alloc(w);
     if (!u)
         return NULL;
+    u->tls = tls;
     if (tls) {
         SSL *ssl = be->upstream_ssl_ctx ? SSL_new(be->upstream_ssl_ctx) : NULL;
         if (!ssl) {
@@ -265,6 +266,19 @@ void ups_put(struct ups_conn *u)
     bufferevent_enable(u->bev, EV_READ);
 }
 
+void ups_flush(struct ups_conn *u)
+{
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    if (u->tls || !u->connected || evbuffer_get_length(out) == 0)
+        return;
+    /* a socket bufferevent freezes its output's start outside its own callbacks */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(u->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out))
+        bufferevent_enable(u->bev, EV_WRITE);
+}
+
 /* ---- callbacks: busy ones go to proxy.c, idle ones mean the pod gave up ---- */
 
 static void ups_readcb(struct bufferevent *bev, void *arg)
@@ -280,7 +294,8 @@ static void ups_readcb(struct bufferevent *bev, void *arg)
 static void ups_writecb(struct bufferevent *bev, void *arg)
 {
     struct ups_conn *u = arg;
-    (void)bev;
+    if (!u->tls && u->connected)
+        bufferevent_disable(bev, EV_WRITE);
     if (u->req)
         px_us_write(u->req);
 }
@@ -292,6 +307,11 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg)
         int one = 1;
         u->connected = true;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!u->tls) {
+            /* from now on writes are optimistic (ups_flush) */
+            bufferevent_disable(bev, EV_WRITE);
+            ups_flush(u);
+        }
     }
     if (u->req)
         px_us_event(u->req, what);

@@ -61,6 +61,9 @@ struct conn {
 void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen);
 /* the request ended: back to keep-alive (or closed when close is true) */
 void conn_request_done(struct conn *c, bool close);
+/* writes queued output now (plain sockets: no EPOLLOUT round trip unless the
+ * socket is full; TLS: the bufferevent does it) */
+void conn_flush(struct conn *c);
 /* flush what is queued, then close */
 void conn_close_after_flush(struct conn *c);
 /* close now (deferred free) */

@@ -35,6 +35,7 @@ struct ups_conn {
     bool reused;                       /* came from the idle pool */
     bool idle;                         /* in pool->idle */
     bool dead;
+    bool tls;
     TAILQ_ENTRY(ups_conn) link;        /* pool->idle or w->ups_dead */
 };
 
@@ -50,6 +51,8 @@ struct ups_conn *ups_get(struct wrk *w, const struct snap_backend *be,
                          const struct snap_endpoint *ep, struct px_req *req, bool fresh);
 /* gives a finished connection back to its pool (or closes it if full) */
 void ups_put(struct ups_conn *u);
+/* writes queued output now (see conn_flush) */
+void ups_flush(struct ups_conn *u);
 /* closes (deferred free) */
 void ups_close(struct ups_conn *u);
 /* drops idle connections to endpoints that are not in s */
