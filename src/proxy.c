@@ -462,7 +462,7 @@ void px_start(struct conn *c, long head_len)
     struct str xff = STR_NULL;
     for (uint32_t i = 0; i < m->nhdrs; i++) {
         const struct h1_hdr *h = &m->hdrs[i];
-        if (h->hop)
+        if (h->hop && h->kind != H1H_UPGRADE)
             continue;
         switch (h->kind) {
         case H1H_CONNECTION:
@@ -743,7 +743,7 @@ static bool resp_head(struct px_req *r, const char *head, size_t hl)
     bool has_reqid = false, has_hsts = false;
     for (uint32_t i = 0; i < m->nhdrs; i++) {
         const struct h1_hdr *h = &m->hdrs[i];
-        if (h->hop)
+        if (h->hop && h->kind != H1H_UPGRADE)
             continue;
         switch (h->kind) {
         case H1H_CONNECTION:
