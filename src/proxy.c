@@ -605,7 +605,13 @@ static void px_connect(struct px_req *r)
         return;
     }
     if (r->attempts > 0) {
-        if (!r->retry_begun) {
+        /*
+         * A connect failure re-routes a request no pod has seen: it adds no
+         * load, so it does not spend the retry budget (which exists against
+         * retry storms). A pod that dies takes all its in-flight picks with
+         * it at once; those must all land elsewhere.
+         */
+        if (!r->retry_begun && r->last_res != LB_CONNECT_FAIL) {
             if (!lb_retry_begin(r->snap->cfg.retry_budget_pct)) {
                 final_failure(r);
                 return;
