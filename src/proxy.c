@@ -44,6 +44,8 @@
 #include "ingressd/proxy.h"
 
 #include <event2/buffer.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -452,7 +454,8 @@ void px_start(struct conn *c, long head_len)
         px_error(r, 403, NULL, 0);
         return;
     }
-    if (m->has_cl && s->cfg.max_body_size && m->content_length > s->cfg.max_body_size) {
+    r->max_body = rt->has_max_body_size ? rt->max_body_size : s->cfg.max_body_size;
+    if (m->has_cl && r->max_body && m->content_length > r->max_body) {
         px_error(r, 413, NULL, 0);
         return;
     }
@@ -671,7 +674,7 @@ static void pump_req(struct px_req *r)
 {
     struct evbuffer *in = bufferevent_get_input(r->ds->bev);
     struct evbuffer *out = bufferevent_get_output(r->us->bev);
-    uint64_t max = r->snap->cfg.max_body_size;
+    uint64_t max = r->max_body;
 
     while (!r->req_done && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
@@ -691,7 +694,7 @@ static void pump_req(struct px_req *r)
             return;
         }
         r->body_bytes += used;
-        if (max && r->body_bytes > max + (r->req.chunked ? 0 : 0)) {
+        if (max && r->body_bytes > max) {
             r->close_after = true;
             struct ups_conn *u = r->us;
             r->us = NULL;
@@ -983,8 +986,66 @@ static void pump_resp(struct px_req *r)
 
 /* ---- end of a request ---- */
 
+/*
+ * Access log, only when spec.accessLog is set: one line per request, one
+ * write(2) (appends of one line are atomic, so workers share the file
+ * without a lock). The file is opened by the worker the first time a
+ * snapshot names it (a one-off open, not per request).
+ */
+static void access_log(struct px_req *r)
+{
+    const char *path = r->snap->cfg.access_log;
+    struct wrk *w = r->w;
+    if (!path || !r->req.method.n)
+        return;
+    if (!w->alog_path || strcmp(w->alog_path, path) != 0) {
+        if (w->alog_fd > 2)
+            close(w->alog_fd);
+        free(w->alog_path);
+        w->alog_path = strdup(path);
+        if (!strcmp(path, "-") || !strcmp(path, "stderr"))
+            w->alog_fd = 2;
+        else
+            w->alog_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (w->alog_fd < 0)
+            log_warn("worker %u: cannot open access log %s", w->id, path);
+    }
+    if (w->alog_fd < 0)
+        return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%SZ ", &tm);
+    struct sb b = { line, n, sizeof(line) - 1, false };
+    sb_put(&b, r->ds->ip, r->ds->ipn);
+    SB_LIT(&b, " \"");
+    sb_str(&b, r->req.method);
+    SB_LIT(&b, " ");
+    struct str t = r->req.target;
+    sb_put(&b, t.p, t.n > 1024 ? 1024 : t.n);
+    SB_LIT(&b, "\" ");
+    sb_u64(&b, r->status);
+    SB_LIT(&b, " ");
+    sb_u64(&b, (now_us() - r->t_start_us) / 1000);
+    SB_LIT(&b, "ms ");
+    if (r->be)
+        sb_cstr(&b, r->be->name);
+    else
+        SB_LIT(&b, "-");
+    SB_LIT(&b, " ");
+    sb_put(&b, r->reqid, r->reqidlen);
+    if (b.over)
+        b.n = sizeof(line) - 1;
+    line[b.n++] = '\n';
+    ssize_t wn = write(w->alog_fd, line, b.n);
+    (void)wn;
+}
+
 static void px_release(struct px_req *r)
 {
+    access_log(r);
     report(r, LB_OK);
     if (r->retry_begun)
         lb_retry_end();

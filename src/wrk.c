@@ -130,6 +130,9 @@ static void worker_destroy(struct wrk *w)
         event_base_free(w->base);
     if (w->wake_fd >= 0)
         close(w->wake_fd);
+    if (w->alog_fd > 2)
+        close(w->alog_fd);
+    free(w->alog_path);
     snap_release(atomic_exchange(&w->pending, NULL));
     snap_release(w->snap);
     free(w);
@@ -142,6 +145,7 @@ static struct wrk *worker_new(unsigned id, struct snap *s)
         return NULL;
     w->id = id;
     w->wake_fd = -1;
+    w->alog_fd = -1;
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->dead);
     TAILQ_INIT(&w->runq);

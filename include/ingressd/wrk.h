@@ -90,6 +90,8 @@ struct wrk {
     struct conn *conn_free;            /* free-list of connection objects */
     unsigned nreq_free, nconn_free;
     struct ups_table *ups;             /* upstream keep-alive pools */
+    int alog_fd;                       /* access log (-1 none), opened lazily */
+    char *alog_path;                   /* the path alog_fd was opened for */
     char reqid_prefix[17];             /* random hex, per worker */
     uint64_t reqid_seq;
     struct wrk_counters ctr;
