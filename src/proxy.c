@@ -714,6 +714,16 @@ static void pump_req(struct px_req *r)
             break;
     }
     ups_flush(r->us);
+    /* a flush that left this much queued enabled EV_WRITE: px_us_write resumes */
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        if (!r->ds_paused) {
+            r->ds_paused = true;
+            bufferevent_disable(r->ds->bev, EV_READ);
+        }
+    } else if (r->ds_paused) {
+        r->ds_paused = false;
+        bufferevent_enable(r->ds->bev, EV_READ);
+    }
     if (r->req_done) {
         conn_timer(r->ds, 0);
         struct timeval tv;
@@ -722,10 +732,6 @@ static void pump_req(struct px_req *r)
         return;
     }
     conn_timer(r->ds, TO(r)->client_body ? TO(r)->client_body : 60000);
-    if (evbuffer_get_length(out) >= PX_HIGH_WM && !r->ds_paused) {
-        r->ds_paused = true;
-        bufferevent_disable(r->ds->bev, EV_READ);
-    }
 }
 
 /* ---- response ---- */
@@ -850,9 +856,14 @@ static void tunnel_move(struct px_req *r, struct bufferevent *src, struct buffer
         WRK_ADD(r->w, bytes_out, n);
         conn_flush(r->ds);
     }
-    if (evbuffer_get_length(out) >= PX_HIGH_WM && !*paused) {
-        *paused = true;
-        bufferevent_disable(src, EV_READ);
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        if (!*paused) {
+            *paused = true;
+            bufferevent_disable(src, EV_READ);
+        }
+    } else if (*paused) {
+        *paused = false;
+        bufferevent_enable(src, EV_READ);
     }
 }
 
@@ -978,9 +989,14 @@ static void pump_resp(struct px_req *r)
         px_finish(r);
         return;
     }
-    if (evbuffer_get_length(out) >= PX_HIGH_WM && !r->us_paused) {
-        r->us_paused = true;
-        bufferevent_disable(u->bev, EV_READ);
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        if (!r->us_paused) {
+            r->us_paused = true;
+            bufferevent_disable(u->bev, EV_READ);
+        }
+    } else if (r->us_paused) {
+        r->us_paused = false;
+        bufferevent_enable(u->bev, EV_READ);
     }
 }
 
@@ -1116,6 +1132,13 @@ void px_ds_read(struct px_req *r)
             return;
         }
         break;
+    case PX_CONNECTING:
+        /* body bytes wait for the connect; do not buffer an upload meanwhile */
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) >= PX_HIGH_WM && !r->ds_paused) {
+            r->ds_paused = true;
+            bufferevent_disable(c->bev, EV_READ);
+        }
+        return;
     default:
         break;
     }

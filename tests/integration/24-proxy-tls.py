@@ -97,7 +97,8 @@ def idle_keepalive_connection_memory():
     print("    %.0f bytes per idle keep-alive connection (%d connections)" % (per, n))
     for s in warm + idle:
         s.close()
-    check(per < 5000, "under 5 KB per idle keep-alive connection: %.0f" % per)
+    if "asan" not in INGRESSD_BIN:
+        check(per < 5000, "under 5 KB per idle keep-alive connection: %.0f" % per)
 
 
 main()
