@@ -147,10 +147,15 @@ uint32_t hc_table_size(void)
     return n;
 }
 
+/*
+ * Called on every pick and every lb_done: the coarse clock (a tick, ~4 ms, of
+ * resolution) costs a few ns where the precise one costs tens in VMs, and
+ * nothing here needs better than a tick (ejections, EWMA decay, probes).
+ */
 uint64_t hc_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
