@@ -8,6 +8,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -728,4 +730,89 @@ Test(tls, client_ctx_verifies_with_ca)
     cr_assert_null(tls_client_ctx_new(junk, 4, true, msg, sizeof(msg)));
     cr_assert_str_eq(msg, "ca.crt: no PEM certificate found");
     tls_store_free(ts);
+}
+
+/* ---- threads ---- */
+
+struct race {
+    pthread_mutex_t mu;              /* stands in for the snapshot ref a worker holds */
+    struct tls_store *cur;
+    atomic_int stop;
+    atomic_int handshakes, resumed, failures;
+};
+
+static void *race_worker(void *arg)
+{
+    struct race *r = arg;
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+    SSL_SESSION *sess = NULL;
+    for (int i = 0; i < 60; i++) {
+        pthread_mutex_lock(&r->mu);
+        SSL *s = tls_new_server_ssl(r->cur);
+        pthread_mutex_unlock(&r->mu);
+        SSL *c = SSL_new(cctx);
+        const char *host = i % 2 ? "a.example.com" : "x.example.com";
+        SSL_set_tlsext_host_name(c, host);
+        if (sess)
+            SSL_set_session(c, sess);
+        BIO *cb, *sb;
+        BIO_new_bio_pair(&cb, 0, &sb, 0);
+        SSL_set_bio(c, cb, cb);
+        SSL_set_bio(s, sb, sb);
+        SSL_set_connect_state(c);
+        int cd = 0, sd = 0;
+        for (int k = 0; k < 50 && !(cd && sd); k++) {
+            if (!cd && SSL_do_handshake(c) == 1)
+                cd = 1;
+            if (!sd && SSL_do_handshake(s) == 1)
+                sd = 1;
+        }
+        char buf[4];
+        if (cd && sd && SSL_write(s, "x", 1) == 1 && SSL_read(c, buf, 1) == 1
+            && tls_ssl_covers_host(s, host, 13)) {
+            atomic_fetch_add(&r->handshakes, 1);
+            if (SSL_session_reused(c))
+                atomic_fetch_add(&r->resumed, 1);
+            SSL_SESSION_free(sess);
+            sess = SSL_get1_session(c);
+            SSL_shutdown(c);
+        } else {
+            atomic_fetch_add(&r->failures, 1);
+            ERR_clear_error();
+        }
+        SSL_free(c);
+        SSL_free(s);
+    }
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(cctx);
+    return NULL;
+}
+
+Test(tls, concurrent_handshakes_while_reloading_and_rotating)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    add_spec(&f, "shop/wild-tls", "w", "*.example.com", NULL);
+    struct race r = { .mu = PTHREAD_MUTEX_INITIALIZER, .cur = build(&f, false) };
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, race_worker, &r);
+    for (int i = 0; i < 10; i++) {
+        struct tls_store *n = build(&f, false), *old;
+        pthread_mutex_lock(&r.mu);
+        old = r.cur;
+        r.cur = n;
+        pthread_mutex_unlock(&r.mu);
+        tls_store_free(old);
+        if (i % 3 == 0)
+            tls_ticket_keys_rotate();
+        usleep(2000);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    tls_store_free(r.cur);
+    cr_assert_eq(atomic_load(&r.failures), 0);
+    cr_assert_eq(atomic_load(&r.handshakes), 240);
+    cr_assert_gt(atomic_load(&r.resumed), 100, "resumed %d", atomic_load(&r.resumed));
 }
