@@ -353,7 +353,9 @@ static SSL_CTX *tls_server_ctx_new(struct tls_store *ts, const struct snap_tls_c
     SSL_CTX_set_num_tickets(ctx, 1);
     if (tls__ticket_setup(ctx, conf ? conf->ticket_rotate_ms : 0) < 0)
         goto fail;
-    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* libevent may hand SSL_write a different buffer on retry; idle keep-alive
+     * connections give their 2x16 KiB record buffers back (nginx does the same) */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, tls_sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, ts);
