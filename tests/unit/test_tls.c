@@ -816,3 +816,60 @@ Test(tls, concurrent_handshakes_while_reloading_and_rotating)
     cr_assert_eq(atomic_load(&r.handshakes), 240);
     cr_assert_gt(atomic_load(&r.resumed), 100, "resumed %d", atomic_load(&r.resumed));
 }
+
+/* ---- reuse across reloads ---- */
+
+Test(tls, unchanged_secrets_reuse_their_context_across_builds)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    add_spec(&f, "org/b-tls", "b", "b.example.org", NULL);
+    struct tls_store *t1 = build(&f, false);
+    SSL_CTX *cctx = client_ctx();
+    char cn[128];
+    SSL *s1 = connect_sni(t1, cctx, "a.example.com", cn, sizeof(cn), NULL);
+    struct tls_store *t2 = build(&f, false);
+    SSL *c2;
+    SSL *s2 = connect_sni(t2, cctx, "a.example.com", cn, sizeof(cn), &c2);
+    cr_assert_eq(SSL_get_SSL_CTX(s1), SSL_get_SSL_CTX(s2), "same PEMs, same context");
+    cr_assert_neq(tls_store_server_ctx(t1), tls_store_server_ctx(t2), "base contexts are per store");
+    tls_store_free(t1);
+    SSL_free(s1);
+
+    /* a changed certificate gets a new context; the old one lives while its SSLs do */
+    struct fixture g = { 0 };
+    add_spec(&g, "shop/a-tls", "w", "a.example.com", NULL);
+    struct tls_store *t3 = build(&g, false);
+    SSL *s3 = connect_sni(t3, cctx, "a.example.com", cn, sizeof(cn), NULL);
+    cr_assert_str_eq(cn, "wild.example.com");
+    cr_assert_neq(SSL_get_SSL_CTX(s2), SSL_get_SSL_CTX(s3));
+    tls_store_free(t2);
+    char buf[4];
+    cr_assert_eq(SSL_write(s2, "x", 1), 1, "a connection on an evicted context still works");
+    cr_assert_eq(SSL_read(c2, buf, sizeof(buf)), 1);
+    SSL_free(s2);
+    SSL_free(c2);
+    SSL_free(s3);
+    tls_store_free(t3);
+    SSL_CTX_free(cctx);
+}
+
+Test(tls, check_pair_results_are_remembered_but_dates_rechecked)
+{
+    char msg[256];
+    struct blob c = slurp("a.crt"), k = slurp("a.key"), k2 = slurp("b.key");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tls_check_pair(c.p, c.n, k.p, k.n, false, msg, sizeof(msg)), 0);
+        cr_assert_str_empty(msg);
+        cr_assert_lt(tls_check_pair(c.p, c.n, k2.p, k2.n, false, msg, sizeof(msg)), 0);
+        cr_assert_str_eq(msg, "tls.key does not match tls.crt");
+    }
+    struct blob oc, ok;
+    gen_dated(-10, -1, &oc, &ok);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_lt(tls_check_pair(oc.p, oc.n, ok.p, ok.n, false, msg, sizeof(msg)), 0);
+        cr_assert(strstr(msg, "expired on"), "%s", msg);
+        cr_assert_eq(tls_check_pair(oc.p, oc.n, ok.p, ok.n, true, msg, sizeof(msg)), 0);
+        cr_assert(strstr(msg, "expired on"), "%s", msg);
+    }
+}
