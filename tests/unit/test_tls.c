@@ -695,6 +695,12 @@ Test(tls, client_ctx_verifies_with_ca)
 
     SSL_CTX *cctx = tls_client_ctx_new(ca.p, ca.n, true, msg, sizeof(msg));
     cr_assert_not_null(cctx, "%s", msg);
+    SSL_CTX *again = tls_client_ctx_new(ca.p, ca.n, true, msg, sizeof(msg));
+    cr_assert_eq(again, cctx, "same trust, shared context");
+    SSL_CTX_free(again);
+    SSL_CTX *noverify = tls_client_ctx_new(ca.p, ca.n, false, msg, sizeof(msg));
+    cr_assert_neq(noverify, cctx, "verify is part of the key");
+    SSL_CTX_free(noverify);
     SSL *c = tls_new_client_ssl(cctx, "up.example.com", true), *s = tls_new_server_ssl(ts);
     cr_assert(handshake(c, s), "chain verifies against ca.crt");
     cr_assert_eq(SSL_get_verify_result(c), X509_V_OK);
