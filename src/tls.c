@@ -12,22 +12,27 @@
  *   hosts "*.foo.com"  -> wild map   ---+--> ents[k]      (first spec naming a host wins)
  *   no SNI / no match  -> ents[def]     (spec.defaultCertificate, or the process's
  *                                        self-signed ingressd-default certificate)
+ *   every SSL starts on  base           (this store's own context, default certificate)
  *
  * One SSL_CTX per distinct Secret: ten Ingresses sharing a wildcard Secret
- * share one context. Every context is configured identically (TLS 1.2-1.3,
- * ciphers from ProxyConfig, ALPN http/1.1, no renegotiation, tickets from the
- * process-wide key ring in tls_ticket.c), because OpenSSL reads some settings
- * from the initial context and others from the one SNI switched to.
+ * share one context, and an unchanged Secret keeps its context across
+ * reloads (tls_cache.c: building one costs ~2 ms on OpenSSL 3.0). Every
+ * context is configured identically (TLS 1.2-1.3, ciphers from ProxyConfig,
+ * ALPN http/1.1, no renegotiation, tickets from the process-wide key ring in
+ * tls_ticket.c), because OpenSSL reads some settings from the initial
+ * context and others from the one SNI switched to. Only base is per store: it
+ * carries the servername callback's argument, so shared contexts never point
+ * at a store.
  *
- * Handshake (worker thread): tls_new_server_ssl() creates the SSL on the
- * default context and stores a counted reference to the store in the SSL's
- * ex_data. At ClientHello the servername callback looks the SNI up (exact,
- * then one-label wildcard, then default), SSL_set_SSL_CTX()s to the winner and
- * records the winner's index in a second ex_data slot. tls_ssl_covers_host()
- * later reads both to refuse requests whose Host the presented certificate
- * does not name (421: no domain fronting from one tenant's certificate to
- * another tenant's host). Nothing on that path locks or allocates beyond what
- * OpenSSL itself does.
+ * Handshake (worker thread): tls_new_server_ssl() creates the SSL on base and
+ * stores a counted reference to the store in the SSL's ex_data. At
+ * ClientHello the servername callback looks the SNI up (exact, then one-label
+ * wildcard, then default), SSL_set_SSL_CTX()s to the winner and records the
+ * winner's index in a second ex_data slot. tls_ssl_covers_host() later reads
+ * both to refuse requests whose Host the presented certificate does not name
+ * (421: no domain fronting from one tenant's certificate to another tenant's
+ * host). Nothing on that path locks or allocates beyond what OpenSSL itself
+ * does (SSL_set_SSL_CTX copies the certificate slot, as it does for nginx).
  *
  * Lifetime (the subtle part): the snapshot owns one reference to its store
  * and drops it in tls_store_free(). Each SSL created from the store owns
@@ -35,9 +40,9 @@
  * store — its maps and name lists — lives until the last connection that
  * handshook against it is gone, even when that is long after a reload, and
  * covers_host never reads freed memory. The SSL_CTXs are refcounted by
- * OpenSSL on top of that (each SSL holds its ctx and its session ctx).
- * Session tickets do not depend on the store at all, so a client resumes
- * across reloads.
+ * OpenSSL on top of that (each SSL holds its ctx and its session ctx; the
+ * store and the cache hold theirs). Session tickets do not depend on the
+ * store at all, so a client resumes across reloads.
  *
  * Threads: built on the loader thread, immutable afterwards; read by all
  * workers; the last reference may drop on any thread.
