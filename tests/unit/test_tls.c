@@ -879,3 +879,36 @@ Test(tls, check_pair_results_are_remembered_but_dates_rechecked)
         cr_assert(strstr(msg, "expired on"), "%s", msg);
     }
 }
+
+static int client_hellos;
+
+static void count_client_hellos(int write_p, int version, int content_type, const void *buf,
+                                size_t len, SSL *ssl, void *arg)
+{
+    (void)version; (void)ssl; (void)arg;
+    if (write_p && content_type == SSL3_RT_HANDSHAKE && len > 0
+        && ((const unsigned char *)buf)[0] == SSL3_MT_CLIENT_HELLO)
+        client_hellos++;
+}
+
+Test(tls, hello_retry_request_keeps_the_sni_choice)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    struct tls_store *ts = build(&f, false);
+    SSL_CTX *cctx = client_ctx();
+    /* the client's first key share is for a group we do not take: the server asks
+     * again (HRR), and the second ClientHello goes through the callback once more on
+     * the context SNI already switched to */
+    cr_assert_eq(SSL_CTX_set1_groups_list(cctx, "P-521:X25519"), 1);
+    SSL_CTX_set_msg_callback(cctx, count_client_hellos);
+    char cn[128];
+    SSL *s = connect_sni(ts, cctx, "a.example.com", cn, sizeof(cn), NULL);
+    cr_assert_eq(client_hellos, 2, "a HelloRetryRequest happened");
+    cr_assert_str_eq(cn, "a.example.com");
+    cr_assert(tls_ssl_covers_host(s, "a.example.com", 13));
+    cr_assert_str_eq(tls_ssl_secret(s), "shop/a-tls");
+    SSL_free(s);
+    SSL_CTX_free(cctx);
+    tls_store_free(ts);
+}
