@@ -296,8 +296,8 @@ static void adm_endpoints(struct evhttp_request *req)
         met_printf(&b, ",\"endpoints\":[");
         for (uint32_t j = 0; j < be->neps; j++) {
             const struct snap_endpoint *ep = &be->eps[j];
-            const struct hc_ep *h = ep->hc;
-            uint64_t until = h ? atomic_load(&h->ejected_until_ms) : 0;
+            struct hc_ep_view v;
+            hc_ep_snapshot(ep->hc, now, &v);   /* relaxed loads; ewma decayed to now */
             met_printf(&b, "%s{\"address\":", j ? "," : "");
             met_json_str(&b, ep->addr);
             met_printf(&b, ",\"ready\":");
@@ -305,24 +305,20 @@ static void adm_endpoints(struct evhttp_request *req)
             met_printf(&b, ",\"terminating\":");
             adm_json_bool(&b, ep->terminating);
             met_printf(&b, ",\"health\":");
-            met_json_str(&b, met_ep_health(h, now));
+            met_json_str(&b, v.state);
+            met_printf(&b, ",\"active_check\":");
+            met_json_str(&b, v.active_state == HC_UP     ? "up"
+                             : v.active_state == HC_DOWN ? "down"
+                                                         : "none");
             met_printf(&b, ",\"ejected\":");
-            adm_json_bool(&b, until > now);
-            met_printf(&b, ",\"ejected_for_ms\":%llu",
-                       (unsigned long long)(until > now ? until - now : 0));
-            if (h)
-                met_printf(&b,
-                           ",\"ejections\":%u,\"active_connections\":%u,\"requests\":%llu,"
-                           "\"failures\":%llu,\"consecutive_failures\":%u,\"ewma_ms\":%.3f}",
-                           (unsigned)atomic_load(&h->ejections),
-                           (unsigned)atomic_load(&h->active_conns),
-                           (unsigned long long)atomic_load(&h->requests),
-                           (unsigned long long)atomic_load(&h->failures),
-                           (unsigned)atomic_load(&h->consec_failures),
-                           (double)atomic_load(&h->ewma_us) / 1000.0);
-            else
-                met_printf(&b, ",\"ejections\":0,\"active_connections\":0,\"requests\":0,"
-                               "\"failures\":0,\"consecutive_failures\":0,\"ewma_ms\":0}");
+            adm_json_bool(&b, v.ejected);
+            met_printf(&b,
+                       ",\"ejected_for_ms\":%llu,\"ejections\":%u,\"active_connections\":%u,"
+                       "\"requests\":%llu,\"failures\":%llu,\"consecutive_failures\":%u,"
+                       "\"ewma_ms\":%.3f}",
+                       (unsigned long long)v.ejected_remaining_ms, v.ejections, v.active_conns,
+                       (unsigned long long)v.requests, (unsigned long long)v.failures,
+                       v.consec_failures, (double)v.ewma_us / 1000.0);
         }
         met_printf(&b, "]}");
     }
