@@ -55,6 +55,7 @@
 #include "ingressd/log.h"
 #include "ingressd/metrics.h"
 #include "ingressd/rld.h"
+#include "ingressd/route.h"
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
 
@@ -181,24 +182,34 @@ static void adm_json_status(struct met_buf *b, const struct rld_status *st)
                (unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_failed);
 }
 
-static const char *adm_path_type(const struct snap_route *r)
+static const char *adm_path_type(enum route_path_type t)
 {
-    (void)r;
-    return NULL;
+    switch (t) {
+    case ROUTE_EXACT: return "Exact";
+    case ROUTE_PREFIX: return "Prefix";
+    case ROUTE_REGEX: return "Regex";
+    }
+    return "unknown";
 }
 
-static void adm_json_route(struct met_buf *b, const struct snap_route *r, const char *type)
+/* host/path as the Ingress wrote them (spec overrides the action's when given) */
+static void adm_json_route(struct met_buf *b, const struct snap_route *r, const char *host,
+                           const char *path, const char *type)
 {
     met_printf(b, "{\"host\":");
-    met_json_str(b, r->host);
+    met_json_str(b, host && *host ? host : NULL);
     met_printf(b, ",\"path\":");
-    met_json_str(b, r->path);
+    met_json_str(b, path);
     met_printf(b, ",\"type\":");
-    met_json_str(b, type ? type : adm_path_type(r));
+    met_json_str(b, type);
     met_printf(b, ",\"ingress\":");
-    met_json_str(b, r->ingress);
+    met_json_str(b, r ? r->ingress : NULL);
     met_printf(b, ",\"backend\":");
-    met_json_str(b, r->backend ? r->backend->name : NULL);
+    met_json_str(b, r && r->backend ? r->backend->name : NULL);
+    if (r && r->rewrite_target) {
+        met_printf(b, ",\"rewrite_target\":");
+        met_json_str(b, r->rewrite_target);
+    }
     met_printf(b, "}");
 }
 
@@ -253,9 +264,23 @@ static void adm_config(struct evhttp_request *req)
         }
         met_printf(&b, "],\"default_backend\":");
         if (s->default_route)
-            adm_json_route(&b, s->default_route, "default");
+            adm_json_route(&b, s->default_route, NULL, NULL, "default");
         else
             met_printf(&b, "null");
+        /* bounded by configuration: one entry per compiled rule */
+        met_printf(&b, ",\"routes\":");
+        if (s->route_specs || !s->nrules) {
+            met_printf(&b, "[");
+            for (uint32_t i = 0; i < s->nroute_specs; i++) {
+                const struct route_spec *rs = &s->route_specs[i];
+                if (i)
+                    met_put(&b, ",", 1);
+                adm_json_route(&b, rs->action, rs->host, rs->path, adm_path_type(rs->type));
+            }
+            met_printf(&b, "]");
+        } else {
+            met_printf(&b, "null");   /* the loader did not keep them */
+        }
         met_printf(&b, "}");
     } else {
         met_printf(&b, "}");

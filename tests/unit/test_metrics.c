@@ -19,6 +19,7 @@
 #include "ingressd/hc.h"
 #include "ingressd/metrics.h"
 #include "ingressd/rld.h"
+#include "ingressd/route.h"
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
 
@@ -107,6 +108,17 @@ static struct snap *fake_snap(void)
     s->quarantine[0].line = 12;
     s->quarantine[0].error = "service \"nope\" not found";
     s->quarantine[0].serving_previous = true;
+    struct snap_route *act = arena_calloc(a, 1, sizeof(*act));
+    act->backend = be;
+    act->ingress = "default/shop";
+    struct route_spec *rs = arena_calloc(a, 1, sizeof(*rs));
+    rs->host = "shop.test";
+    rs->path = "/cart";
+    rs->type = ROUTE_PREFIX;
+    rs->action = act;
+    s->route_specs = rs;
+    s->nroute_specs = 1;
+    s->nrules = 1;
     return s;
 }
 
@@ -221,6 +233,9 @@ Test(met, admin_routes)
     cr_assert(strstr(r, "\"object\":\"Ingress default/broken\",\"file\":\"/etc/ingressd/x.yaml\","
                         "\"line\":12,\"error\":\"service \\\"nope\\\" not found\","
                         "\"serving_previous\":true"),
+              "%s", r);
+    cr_assert(strstr(r, "\"routes\":[{\"host\":\"shop.test\",\"path\":\"/cart\",\"type\":\"Prefix\","
+                        "\"ingress\":\"default/shop\",\"backend\":\"default/shop:80\"}]"),
               "%s", r);
     free(r);
 
