@@ -50,6 +50,12 @@
  * RLD_DEBOUNCE_MAX_MS after the first event so a constant stream of writes
  * still reloads at least every 100 ms.
  *
+ * Freeing a big snapshot (an arena of megabytes, 50,000 health refs to drop)
+ * takes milliseconds; it should not happen on a worker loop. rld_defer_release()
+ * lets a worker hand its last ref to L, which frees it between builds and
+ * returns the pages to the kernel (malloc_trim), so RSS tracks the snapshots
+ * alive, not the history of reloads.
+ *
  * Threads: rld_start/rld_stop, the watch and SIGHUP on M; rld_request,
  * rld_request_wait, rld_current, rld_status from any thread; the build on L.
  * rld_request_async callbacks run on M (an event activated by L). One mutex
@@ -59,6 +65,7 @@
 #include "ingressd/rld.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <malloc.h>
@@ -94,6 +101,11 @@ struct rld_waiter {                    /* one POST /reload (or rld_request_wait)
     struct rld_status st;
 };
 
+struct rld_dead {                      /* a snapshot whose last ref L drops */
+    struct rld_dead *next;
+    struct snap *s;
+};
+
 struct rld_rule {                      /* "an event on wd named X means reload" */
     int wd;
     char dir[PATH_MAX];
@@ -110,6 +122,7 @@ static struct {
     char why[32];                      /* trigger of the newest request */
     struct rld_waiter *pending;        /* waiting for a build */
     struct rld_waiter *completed;      /* async, answered, not yet called on M */
+    struct rld_dead *dead;             /* last refs handed over by rld_defer_release */
 
     pthread_mutex_t cur_mu;            /* guards cur only */
     struct snap *cur;                  /* the published snapshot (one ref) */
@@ -225,7 +238,9 @@ static int rld_build(const char *why, struct rld_status *st)
     st->last_errors = (uint32_t)errs.nerrors;
     cfg_errs_free(&errs);
 
+    uint64_t t_load = rld_mono_us();
     int rc;
+    struct snap *old = NULL;
     if (!s) {
         /* the nginx NULL-cycle rule: an unusable configuration changes nothing */
         if (!st->last_error[0])
@@ -238,25 +253,30 @@ static int rld_build(const char *why, struct rld_status *st)
         /* workers first: they are what "serving" means; health follows the endpoints */
         wrk_pool_publish(s);
         hc_apply(s);
-        if (prev && prev->cfg.admin && (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin)))
-            log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
-                     s->cfg.admin ? s->cfg.admin : "(none)", prev->cfg.admin);
-        struct snap *old = rld_swap_current(s);
-        snap_release(old);
+        old = rld_swap_current(s);
         st->gen = s->gen;
         st->last_quarantined = s->nquarantine;
         rc = 0;
     }
+    /* the reload's duration ends at publish; freeing the old world is not part of it */
+    uint64_t t_pub = rld_mono_us();
+    uint64_t dur = t_pub - t0;
+    if (rc == 0 && prev && prev->cfg.admin &&
+        (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin) != 0))
+        log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
+                 s->cfg.admin ? s->cfg.admin : "(none)", prev->cfg.admin);
+    snap_release(old);
     snap_release(prev);
-    uint64_t dur = rld_mono_us() - t0;
 
     st->last_ok = rc == 0;
     st->last_duration_us = dur;
     st->last_time_unix_ms = rld_unix_ms();
     rld_copy(st->last_trigger, sizeof(st->last_trigger), why);
     if (rc == 0)
-        log_info("reload generation %llu: applied in %.1f ms (%u quarantined) [%s]",
-                 (unsigned long long)st->gen, (double)dur / 1000.0, st->last_quarantined, why);
+        log_info("reload generation %llu: applied in %.1f ms (%u quarantined) [%s; load %.1f ms, "
+                 "publish %.1f ms]",
+                 (unsigned long long)st->gen, (double)dur / 1000.0, st->last_quarantined, why,
+                 (double)(t_load - t0) / 1000.0, (double)(t_pub - t_load) / 1000.0);
     else
         log_err("reload failed in %.1f ms, still serving generation %llu [%s]: %s",
                 (double)dur / 1000.0, (unsigned long long)prev_gen, why, st->last_error);
@@ -270,6 +290,47 @@ static int rld_build(const char *why, struct rld_status *st)
     return rc;
 }
 
+static void rld_free_dead(struct rld_dead *d)
+{
+    while (d) {
+        struct rld_dead *n = d->next;
+        snap_release(d->s);
+        free(d);
+        d = n;
+    }
+    malloc_trim(0);
+}
+
+/*
+ * Any thread (meant for workers dropping the snapshot they stopped serving):
+ * drops one ref like snap_release(), but when it is the last one the free
+ * (arena, 50,000 health refs for a big configuration) runs on L, not on the
+ * caller's event loop.
+ */
+void rld_defer_release(struct snap *s)
+{
+    if (!s)
+        return;
+    unsigned r = atomic_load_explicit(&s->refs, memory_order_relaxed);
+    while (r > 1)
+        if (atomic_compare_exchange_weak_explicit(&s->refs, &r, r - 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return;   /* not the last: nothing to free */
+    struct rld_dead *d = malloc(sizeof(*d));
+    pthread_mutex_lock(&rld.mu);
+    if (!d || !rld.running) {
+        pthread_mutex_unlock(&rld.mu);
+        free(d);
+        snap_release(s);
+        return;
+    }
+    d->s = s;
+    d->next = rld.dead;
+    rld.dead = d;
+    pthread_cond_signal(&rld.cv_work);
+    pthread_mutex_unlock(&rld.mu);
+}
+
 static void *rld_loader_main(void *arg)
 {
     (void)arg;
@@ -280,10 +341,18 @@ static void *rld_loader_main(void *arg)
 
     pthread_mutex_lock(&rld.mu);
     for (;;) {
-        while (!rld.stop && rld.req_seq == rld.done_seq)
+        while (!rld.stop && rld.req_seq == rld.done_seq && !rld.dead)
             pthread_cond_wait(&rld.cv_work, &rld.mu);
         if (rld.stop)
             break;
+        if (rld.dead) {
+            struct rld_dead *d = rld.dead;
+            rld.dead = NULL;
+            pthread_mutex_unlock(&rld.mu);
+            rld_free_dead(d);
+            pthread_mutex_lock(&rld.mu);
+            continue;
+        }
         uint64_t target = rld.req_seq;   /* everything requested so far */
         char why[32];
         struct rld_status st = rld.st;
@@ -728,7 +797,10 @@ void rld_stop(void)
     pthread_mutex_lock(&rld.mu);
     struct rld_waiter *lists[] = { rld.pending, rld.completed };
     rld.pending = rld.completed = NULL;
+    struct rld_dead *dead = rld.dead;
+    rld.dead = NULL;
     pthread_mutex_unlock(&rld.mu);
+    rld_free_dead(dead);
     for (int i = 0; i < 2; i++)
         for (struct rld_waiter *w = lists[i], *n; w; w = n) {
             n = w->next;
