@@ -213,6 +213,23 @@ static void adm_json_route(struct met_buf *b, const struct snap_route *r, const 
     met_printf(b, "}");
 }
 
+/* GET /config?routes=0 leaves the route list out (pollers of the generation) */
+static bool adm_want_routes(struct evhttp_request *req)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!q)
+        return true;
+    struct evkeyvalq kv;
+    bool want = true;
+    if (evhttp_parse_query_str(q, &kv) == 0) {
+        const char *v = evhttp_find_header(&kv, "routes");
+        want = !v || !(strcmp(v, "0") == 0 || strcmp(v, "false") == 0);
+        evhttp_clear_headers(&kv);
+    }
+    return want;
+}
+
 static void adm_config(struct evhttp_request *req)
 {
     struct met_buf b;
@@ -269,7 +286,9 @@ static void adm_config(struct evhttp_request *req)
             met_printf(&b, "null");
         /* bounded by configuration: one entry per compiled rule */
         met_printf(&b, ",\"routes\":");
-        if (s->route_specs || !s->nrules) {
+        if (!adm_want_routes(req)) {
+            met_printf(&b, "\"omitted\"");
+        } else if (s->route_specs || !s->nrules) {
             met_printf(&b, "[");
             for (uint32_t i = 0; i < s->nroute_specs; i++) {
                 const struct route_spec *rs = &s->route_specs[i];

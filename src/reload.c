@@ -215,7 +215,7 @@ void rld_status(struct rld_status *out)
  * One build. Runs on L without rld.mu held. Returns 0 when a new snapshot was
  * published, -1 when the current one was kept. Fills *st's outcome fields.
  */
-static int rld_build(const char *why, struct rld_status *st)
+static int rld_build(const char *why, struct rld_status *st, struct snap **garbage)
 {
     struct cfg_errs errs;
     struct snap_load_opts opts = { 0 };
@@ -265,8 +265,10 @@ static int rld_build(const char *why, struct rld_status *st)
         (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin) != 0))
         log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
                  s->cfg.admin ? s->cfg.admin : "(none)", prev->cfg.admin);
-    snap_release(old);
-    snap_release(prev);
+    /* freed by the caller once the outcome is visible: /config never shows a new
+     * generation beside the previous reload's status for long */
+    garbage[0] = old;
+    garbage[1] = prev;
 
     st->last_ok = rc == 0;
     st->last_duration_us = dur;
@@ -280,13 +282,6 @@ static int rld_build(const char *why, struct rld_status *st)
     else
         log_err("reload failed in %.1f ms, still serving generation %llu [%s]: %s",
                 (double)dur / 1000.0, (unsigned long long)prev_gen, why, st->last_error);
-
-    /*
-     * the old snapshot's arena chunks go back to malloc when its last request
-     * ends; hand free pages back to the kernel so RSS tracks the live
-     * snapshots, not the history of reloads.
-     */
-    malloc_trim(0);
     return rc;
 }
 
@@ -359,7 +354,8 @@ static void *rld_loader_main(void *arg)
         rld_copy(why, sizeof(why), rld.why);
         pthread_mutex_unlock(&rld.mu);
 
-        int rc = rld_build(why, &st);
+        struct snap *garbage[2] = { NULL, NULL };
+        int rc = rld_build(why, &st, garbage);
 
         pthread_mutex_lock(&rld.mu);
         if (rc == 0)
@@ -389,6 +385,16 @@ static void *rld_loader_main(void *arg)
         pthread_cond_broadcast(&rld.cv_done);
         if (wake_main && rld.ev_done)
             event_active(rld.ev_done, EV_READ, 0);   /* thread-safe: evthread_use_pthreads */
+        pthread_mutex_unlock(&rld.mu);
+        /*
+         * the old snapshot's arena goes back to malloc when its last request
+         * ends (here if no worker holds it any more); hand free pages back to
+         * the kernel so RSS tracks the live snapshots, not the reload history.
+         */
+        snap_release(garbage[0]);
+        snap_release(garbage[1]);
+        malloc_trim(0);
+        pthread_mutex_lock(&rld.mu);
     }
     pthread_mutex_unlock(&rld.mu);
     return NULL;
