@@ -792,6 +792,9 @@ void rld_stop(void)
             event_free(*evs[i]);
             *evs[i] = NULL;
         }
+    /* libevent restored SIGHUP's default action (terminate) with ev_hup gone:
+     * a SIGHUP during the drain must not kill the process */
+    signal(SIGHUP, SIG_IGN);
     if (rld.ino_fd >= 0) {
         close(rld.ino_fd);
         rld.ino_fd = -1;
