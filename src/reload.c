@@ -88,6 +88,7 @@
 #define RLD_DEBOUNCE_QUIET_MS 20   /* editors and kubelet finish a change within this */
 #define RLD_DEBOUNCE_MAX_MS   100  /* contract: the watch debounces for at most 100 ms */
 #define RLD_MAX_RULES         4
+#define RLD_ADOPT_WAIT_MS     1000 /* a worker busier than this adopts on its own later */
 
 /* ---- state ---- */
 
@@ -117,7 +118,8 @@ static struct {
     pthread_cond_t cv_work;            /* L waits for requests */
     pthread_cond_t cv_done;            /* synchronous waiters wait for outcomes */
     uint64_t req_seq, done_seq;
-    bool stop, running;
+    _Atomic bool stop;                 /* also read by L between polls, unlocked */
+    bool running;
     struct rld_status st;
     char why[32];                      /* trigger of the newest request */
     struct rld_waiter *pending;        /* waiting for a build */
@@ -211,6 +213,24 @@ void rld_status(struct rld_status *out)
 
 /* ---- the loader thread (L) ---- */
 
+/* L: polls the workers' oldest generation until it reaches gen; returns the wait in us */
+static uint64_t rld_wait_adopted(uint64_t gen, uint32_t max_ms)
+{
+    uint64_t t0 = rld_mono_us();
+    for (;;) {
+        struct wrk_stats ws;
+        wrk_pool_stats(&ws);
+        /* 0: no workers (tests, or the pool is gone) */
+        if (ws.snap_gen_min == 0 || ws.snap_gen_min >= gen)
+            break;
+        if (rld_mono_us() - t0 >= (uint64_t)max_ms * 1000 || rld.stop)
+            break;
+        struct timespec ts = { 0, 200 * 1000 };   /* workers adopt within a loop turn */
+        nanosleep(&ts, NULL);
+    }
+    return rld_mono_us() - t0;
+}
+
 /*
  * One build. Runs on L without rld.mu held. Returns 0 when a new snapshot was
  * published, -1 when the current one was kept. Fills *st's outcome fields.
@@ -261,6 +281,13 @@ static int rld_build(const char *why, struct rld_status *st, struct snap **garba
     /* the reload's duration ends at publish; freeing the old world is not part of it */
     uint64_t t_pub = rld_mono_us();
     uint64_t dur = t_pub - t0;
+    /*
+     * wait (bounded) until every worker serves the new generation: the outcome
+     * reported to POST /reload then means "serving", and our ref on the old
+     * snapshot is normally its last, so the free happens here on L rather
+     * than on a worker loop that adopts after we let go.
+     */
+    uint64_t adopt_us = rc == 0 ? rld_wait_adopted(s->gen, RLD_ADOPT_WAIT_MS) : 0;
     if (rc == 0 && prev && prev->cfg.admin &&
         (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin) != 0))
         log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
@@ -276,9 +303,10 @@ static int rld_build(const char *why, struct rld_status *st, struct snap **garba
     rld_copy(st->last_trigger, sizeof(st->last_trigger), why);
     if (rc == 0)
         log_info("reload generation %llu: applied in %.1f ms (%u quarantined) [%s; load %.1f ms, "
-                 "publish %.1f ms]",
+                 "publish %.1f ms, all workers serving after %.1f ms more]",
                  (unsigned long long)st->gen, (double)dur / 1000.0, st->last_quarantined, why,
-                 (double)(t_load - t0) / 1000.0, (double)(t_pub - t_load) / 1000.0);
+                 (double)(t_load - t0) / 1000.0, (double)(t_pub - t_load) / 1000.0,
+                 (double)adopt_us / 1000.0);
     else
         log_err("reload failed in %.1f ms, still serving generation %llu [%s]: %s",
                 (double)dur / 1000.0, (unsigned long long)prev_gen, why, st->last_error);

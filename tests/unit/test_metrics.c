@@ -183,6 +183,23 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+/* ends the loop thread: an active event, since a loopbreak issued before the
+ * thread entered its loop would be forgotten */
+static void loop_stop(void)
+{
+    struct event *q = event_new(base, -1, 0, on_quit, base);
+    event_active(q, EV_READ, 0);
+    pthread_join(loop_thr, NULL);
+    event_free(q);
+}
+
 static struct snap *fail_load(const char *path, const struct snap *prev,
                               const struct snap_load_opts *o, struct cfg_errs *errs)
 {
@@ -274,8 +291,7 @@ Test(met, admin_routes)
     free(r);
 
     /* as main does on SIGTERM: its loop ends, then the admin keeps answering */
-    event_base_loopbreak(base);
-    pthread_join(loop_thr, NULL);
+    loop_stop();
     adm_set_draining();
     r = http("GET /healthz HTTP/1.0\r\n\r\n");
     cr_assert(strstr(r, " 503 ") && strstr(r, "draining"), "%s", r);

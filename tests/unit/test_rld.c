@@ -58,6 +58,23 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+/* ends the loop thread: an active event, since a loopbreak issued before the
+ * thread entered its loop would be forgotten */
+static void loop_stop(void)
+{
+    struct event *q = event_new(base, -1, 0, on_quit, base);
+    event_active(q, EV_READ, 0);
+    pthread_join(loop_thr, NULL);
+    event_free(q);
+}
+
 static char tmpdir[256];
 
 static void start(const char *path)
@@ -77,8 +94,7 @@ static void start(const char *path)
 
 static void stop(void)
 {
-    event_base_loopbreak(base);
-    pthread_join(loop_thr, NULL);
+    loop_stop();
     rld_stop();
     event_base_free(base);
 }
