@@ -663,14 +663,19 @@ static void rld_on_debounce(evutil_socket_t fd, short what, void *arg)
     rld_request("file change");
 }
 
-static void rld_watch_kick(void)
+static void rld_watch_kick(bool writer_open)
 {
     uint64_t now = rld_mono_ms();
     if (!rld.debounce_armed) {
         rld.debounce_armed = true;
         rld.debounce_first_ms = now;
     }
-    uint64_t due = now + RLD_DEBOUNCE_QUIET_MS;
+    /*
+     * IN_MODIFY without its IN_CLOSE_WRITE yet: someone is still writing the
+     * file in place; reading it now would likely parse half a file, so wait
+     * for the close -- but never past the cap.
+     */
+    uint64_t due = writer_open ? UINT64_MAX : now + RLD_DEBOUNCE_QUIET_MS;
     uint64_t cap = rld.debounce_first_ms + RLD_DEBOUNCE_MAX_MS;
     if (due > cap)
         due = cap;
@@ -703,7 +708,7 @@ static void rld_on_inotify(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool hit = false, gone = false;
+    bool hit = false, gone = false, writer_open = false;
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n <= 0)
@@ -713,6 +718,8 @@ static void rld_on_inotify(evutil_socket_t fd, short what, void *arg)
             if (rld_event_matches(ev)) {
                 hit = true;
                 rld.watch_events++;
+                /* the latest matching event tells whether a writer still has it open */
+                writer_open = (ev->mask & IN_MODIFY) != 0 && !(ev->mask & IN_CLOSE_WRITE);
             }
             if (ev->mask & IN_IGNORED)
                 gone = true;
@@ -722,7 +729,7 @@ static void rld_on_inotify(evutil_socket_t fd, short what, void *arg)
     if (gone)
         rld.nrules = 0;   /* a watched directory vanished: resolve again on the timer */
     if (hit || gone)
-        rld_watch_kick();
+        rld_watch_kick(writer_open && !gone);
 }
 
 static int rld_watch_start(void)

@@ -324,3 +324,33 @@ Test(rld, deferred_release_frees_the_last_ref_on_the_loader)
     usleep(50 * 1000);
     stop();
 }
+
+Test(rld, an_in_place_writer_is_awaited_until_close_within_the_cap)
+{
+    char p[512];
+    mk_tmpdir();
+    snprintf(p, sizeof(p), "%s/ingressd.yaml", tmpdir);
+    write_file(p, "a: 1\n");
+    start(p);
+    usleep(50 * 1000);
+    FILE *f = fopen(p, "w");
+    fputs("a: ", f);
+    fflush(f);                  /* IN_MODIFY, the file still open */
+    usleep(50 * 1000);
+    cr_assert_eq(atomic_load(&loads), 0, "no reload of a half-written file");
+    fputs("2\n", f);
+    fclose(f);                  /* IN_CLOSE_WRITE: now */
+    long ms = wait_loads(1, 1000);
+    cr_assert(ms >= 0 && ms <= 60, "reloaded %ld ms after the close", ms);
+    usleep(150 * 1000);
+    cr_assert_eq(atomic_load(&loads), 1, "one reload for one write");
+
+    /* a writer that keeps it open still gets a reload at the 100 ms cap */
+    f = fopen(p, "w");
+    fputs("a: 3\n", f);
+    fflush(f);
+    ms = wait_loads(2, 1000);
+    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms with the file held open", ms);
+    fclose(f);
+    stop();
+}
