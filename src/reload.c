@@ -85,7 +85,7 @@
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
 
-#define RLD_DEBOUNCE_QUIET_MS 20   /* editors and kubelet finish a change within this */
+#define RLD_DEBOUNCE_QUIET_MS 10   /* a rename-over or ..data swap arrives as one burst */
 #define RLD_DEBOUNCE_MAX_MS   100  /* contract: the watch debounces for at most 100 ms */
 #define RLD_MAX_RULES         4
 #define RLD_ADOPT_WAIT_MS     1000 /* a worker busier than this adopts on its own later */
