@@ -34,6 +34,11 @@ struct hc_ep {
     _Atomic uint64_t failures;
     _Atomic uint64_t ewma_us;           /* latency EWMA, microseconds (0 = no sample) */
     _Atomic uint64_t ewma_stamp_ms;
+    /* added by lb/hc (append-only; read through the atomics or hc_ep_snapshot) */
+    _Atomic uint32_t probation;         /* 1 after an ejection until the next success:
+                                           one failure re-ejects at once */
+    _Atomic uint64_t last_eject_end_ms; /* end of the previous ejection (multiplier decay) */
+    struct hc_ep *next;                 /* health table chain; under the table mutex only */
 };
 
 /* returns the entry for addr with one ref taken (creates it). Any thread. */
@@ -55,5 +60,57 @@ bool hc_report_failure(struct hc_ep *ep, const struct snap_outlier_conf *oc,
 int hc_start(void);
 void hc_apply(struct snap *s);          /* takes its own ref; reconciles probes */
 void hc_stop(void);
+
+/* ---- additions (lb/hc engineer) ---- */
+
+/*
+ * Admin /endpoints: a consistent-enough copy of one entry (each field is one
+ * relaxed atomic load; fields may be from slightly different instants).
+ * Reading the atomics of struct hc_ep directly is equally fine.
+ */
+struct hc_ep_view {
+    const char *state;                  /* hc_state_name() */
+    int active_state;                   /* enum hc_state */
+    bool ejected;                       /* ejected right now */
+    uint64_t ejected_remaining_ms;      /* 0 unless ejected */
+    uint32_t ejections;
+    uint32_t consec_failures;
+    uint32_t active_conns;
+    uint64_t requests;
+    uint64_t failures;
+    uint64_t ewma_us;                   /* decayed to now_ms, 0 = no sample yet */
+};
+void hc_ep_snapshot(const struct hc_ep *ep, uint64_t now_ms, struct hc_ep_view *out);
+
+/* "up" | "down" | "ejected" | "unknown" (no active checks, not ejected) */
+const char *hc_state_name(const struct hc_ep *ep, uint64_t now_ms);
+
+/* true while ep is inside an ejection period */
+bool hc_ep_is_ejected(const struct hc_ep *ep, uint64_t now_ms);
+
+/*
+ * The outlier-detection settings lb_done() ejects with. hc_apply() sets them
+ * from snap->cfg.outlier; before the first hc_apply() the defaults hold
+ * (5 consecutive failures, 1 s base, 30 s cap, 50 %). Any thread.
+ */
+void hc_set_outlier(const struct snap_outlier_conf *oc);
+void hc_get_outlier(struct snap_outlier_conf *out);
+
+/*
+ * Latency EWMA (peak-EWMA, as Finagle/Envoy/ingress-nginx): a sample above the
+ * average replaces it at once, otherwise it is blended in with weight
+ * 1 - exp(-dt/tau), tau = HC_EWMA_TAU_MS. hc_ewma_get() decays the average
+ * toward 0 with the idle time, so a once-slow endpoint is eventually retried.
+ * Lock-free; concurrent updates may lose a sample (harmless for a moving average).
+ */
+#define HC_EWMA_TAU_MS 10000
+void hc_ewma_update(struct hc_ep *ep, uint64_t sample_us, uint64_t now_ms);
+uint64_t hc_ewma_get(const struct hc_ep *ep, uint64_t now_ms);
+
+/* number of probes the health thread runs right now (tests, /metrics) */
+uint32_t hc_probe_count(void);
+
+/* number of entries in the health table (tests: entries are freed with their last ref) */
+uint32_t hc_table_size(void);
 
 #endif

@@ -22,7 +22,18 @@ struct rld_status {
     uint64_t last_duration_us;
     bool last_ok;
     char last_error[512];              /* first error of the last failed/partial load */
+    uint32_t last_quarantined;         /* objects quarantined by the last applied load */
+    uint32_t last_errors;              /* error diagnostics of the last load */
+    char last_trigger[32];             /* "SIGHUP", "file change", "POST /reload" */
+    char source[256];                  /* the configuration path being watched */
 };
+
+/*
+ * Outcome callback for rld_request_async(): runs on the main thread's loop
+ * (the base given to rld_start). rc 0 = applied (maybe with quarantine),
+ * <0 = rejected, the current snapshot kept. st is the status right after it.
+ */
+typedef void (*rld_done_fn)(void *arg, int rc, const struct rld_status *st);
 
 /* base: the main thread's loop (signals, watch). initial: the startup snapshot. */
 int rld_start(struct event_base *base, const char *path, struct snap *initial);
@@ -30,9 +41,22 @@ int rld_start(struct event_base *base, const char *path, struct snap *initial);
 void rld_request(const char *why);
 /* request a reload and wait for its outcome (admin POST /reload); 0 when applied */
 int rld_request_wait(const char *why, uint32_t timeout_ms);
+/*
+ * request a reload and get its outcome later through cb on the main loop
+ * (the admin listener must not block). 0 queued, <0 not running.
+ */
+int rld_request_async(const char *why, rld_done_fn cb, void *arg);
+/* forgets a pending async request (its cb will not run); main thread only */
+void rld_request_cancel(void *arg);
 /* the snapshot currently published, with a ref the caller releases */
 struct snap *rld_current(void);
 void rld_status(struct rld_status *out);
 void rld_stop(void);
+
+/* unit tests: replace snap_load (NULL restores it); before rld_start */
+struct snap_load_opts;
+struct cfg_errs;
+void rld_test_set_loader(struct snap *(*fn)(const char *, const struct snap *,
+                                            const struct snap_load_opts *, struct cfg_errs *));
 
 #endif

@@ -150,6 +150,10 @@ struct snap_route {
     bool has_tls;                       /* rule host is covered by some spec.tls */
     uint32_t rewrite_len;               /* 0 = none */
     const char *rewrite_target;         /* nginx.ingress.kubernetes.io/rewrite-target or NULL */
+    bool has_max_body_size;             /* proxy-body-size annotation given (else cfg.max_body_size) */
+    uint64_t max_body_size;             /* per-route limit, 0 = unlimited */
+    bool use_regex;                     /* the path is a PCRE2 pattern (use-regex) */
+    uint32_t seq;                       /* declaration order (for diagnostics and regex order) */
 };
 
 struct snap_quarantine {               /* an object rejected on the last load */

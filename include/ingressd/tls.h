@@ -33,6 +33,10 @@ struct tls_cert_spec {
 /*
  * Checks a PEM certificate chain and key: parsable, key matches, not expired.
  * Returns 0 if valid, else <0 with a message in msg. Loader thread or -t.
+ * Messages are relative to the Secret ("tls.crt: certificate expired on
+ * 2024-01-01T00:00:00Z", "tls.key does not match tls.crt"); prefix the Secret.
+ * With allow_expired an out-of-date certificate returns 0 but leaves the
+ * warning text in msg (msg[0] != '\0'): log it as a warning.
  */
 int tls_check_pair(const unsigned char *crt, size_t crtlen, const unsigned char *key,
                    size_t keylen, bool allow_expired, char *msg, size_t msglen);
@@ -57,5 +61,20 @@ bool tls_ssl_covers_host(SSL *ssl, const char *host, size_t hostlen);
 /* upstream (backend-protocol HTTPS) client context; ca may be NULL (no verify) */
 SSL_CTX *tls_client_ctx_new(const unsigned char *ca, size_t calen, bool verify, char *msg,
                             size_t msglen);
+
+/* ---- additions (tls owner) ---- */
+
+/*
+ * An upstream SSL on ctx (from tls_client_ctx_new): SNI = sni unless NULL or an
+ * IP literal; with verify_host the peer certificate must name sni. Caller
+ * frees (or hands to bufferevent_openssl with BEV_OPT_CLOSE_ON_FREE). Any thread.
+ */
+SSL *tls_new_client_ssl(SSL_CTX *ctx, const char *sni, bool verify_host);
+/* validates ProxyConfig's cipher lists (NULL = default); 0 ok, <0 with msg. Loader / -t */
+int tls_check_ciphers(const char *ciphers, const char *ciphersuites, char *msg, size_t msglen);
+/* the Secret ("ns/name") whose certificate the connection got; NULL = generated default */
+const char *tls_ssl_secret(SSL *ssl);
+/* starts a new session ticket key now (the previous one still decrypts). Any thread. */
+void tls_ticket_keys_rotate(void);
 
 #endif

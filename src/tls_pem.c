@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tls_pem: certificates and keys as they come out of kubernetes.io/tls Secrets.
+ *
+ * Everything that can be wrong with a Secret is found here, on the loader
+ * thread (or main, for -t), so that a bad certificate is a configuration error
+ * naming the Secret and never a failed handshake on a worker:
+ *
+ *   tls.crt  -> leaf + intermediates (PEM, leaf first, as cert-manager writes it)
+ *   tls.key  -> private key (PEM, any type OpenSSL reads; encrypted keys refused
+ *               rather than letting OpenSSL prompt on a terminal)
+ *   then     -> X509_check_private_key, validity dates (tls_check_pair only)
+ *
+ * Also here: the self-signed default certificate, generated once per process
+ * the first time a store needs it (EC P-256 keygen is ~1 ms, but reusing it
+ * keeps the default certificate stable across reloads, which clients that pin
+ * or cache it notice), and upstream client contexts.
+ *
+ * Threads: the tls__pem_* and tls_check_pair functions touch only their
+ * arguments and the calling thread's OpenSSL error queue. The self-signed pair
+ * is created under pthread_once and immutable afterwards; X509/EVP_PKEY are
+ * refcounted, every SSL_CTX using them takes its own reference.
+ */
+#include "ingressd/tls.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "tls_int.h"
+
+/* ---- errors ---- */
+
+void tls__ossl_reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(buf, len, "%s", r ? r : "unknown OpenSSL error");
+    ERR_clear_error();
+}
+
+/* never let OpenSSL ask a terminal for a pass phrase: the loader has no tty */
+static int tls_no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf; (void)size; (void)rwflag; (void)u;
+    return -1;
+}
+
+/* ---- parsing ---- */
+
+void tls__pem_clear(struct tls_pem *p)
+{
+    X509_free(p->leaf);
+    sk_X509_pop_free(p->chain, X509_free);
+    EVP_PKEY_free(p->key);
+    memset(p, 0, sizeof(*p));
+}
+
+static bool tls_has_pem_marker(const unsigned char *b, size_t n, const char *what)
+{
+    /* memmem: Secret data is bytes, not necessarily NUL-terminated */
+    return b && memmem(b, n, what, strlen(what)) != NULL;
+}
+
+int tls__pem_load(const unsigned char *crt, size_t crtlen, const unsigned char *key,
+                  size_t keylen, struct tls_pem *out, char *msg, size_t msglen)
+{
+    struct tls_pem p = { 0 };
+    char why[160];
+    BIO *bio = NULL;
+    int rc = -1;
+
+    ERR_clear_error();
+    if (!crt || crtlen == 0 || !tls_has_pem_marker(crt, crtlen, "-----BEGIN CERTIFICATE-----")) {
+        snprintf(msg, msglen, "tls.crt: no PEM certificate found");
+        goto out;
+    }
+    bio = BIO_new_mem_buf(crt, (int)crtlen);
+    if (!bio || !(p.chain = sk_X509_new_null())) {
+        snprintf(msg, msglen, "tls.crt: out of memory");
+        goto out;
+    }
+    for (;;) {
+        X509 *x = PEM_read_bio_X509(bio, NULL, tls_no_password, NULL);
+        if (!x)
+            break;
+        if (!p.leaf)
+            p.leaf = x;
+        else if (!sk_X509_push(p.chain, x)) {
+            X509_free(x);
+            snprintf(msg, msglen, "tls.crt: out of memory");
+            goto out;
+        }
+    }
+    /* the loop ends on "no start line" at EOF; anything else is a broken block */
+    {
+        unsigned long e = ERR_peek_last_error();
+        if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+            tls__ossl_reason(why, sizeof(why));
+            snprintf(msg, msglen, "tls.crt: %s certificate is not valid PEM/DER (%s)",
+                     p.leaf ? "an intermediate" : "the", why);
+            goto out;
+        }
+        ERR_clear_error();
+    }
+    if (!p.leaf) {
+        snprintf(msg, msglen, "tls.crt: no PEM certificate found");
+        goto out;
+    }
+    BIO_free(bio);
+    bio = NULL;
+
+    if (!key || keylen == 0 || !tls_has_pem_marker(key, keylen, "PRIVATE KEY-----")) {
+        snprintf(msg, msglen, "tls.key: no PEM private key found");
+        goto out;
+    }
+    if (tls_has_pem_marker(key, keylen, "-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || tls_has_pem_marker(key, keylen, "Proc-Type: 4,ENCRYPTED")) {
+        snprintf(msg, msglen, "tls.key: encrypted private keys are not supported");
+        goto out;
+    }
+    bio = BIO_new_mem_buf(key, (int)keylen);
+    if (!bio) {
+        snprintf(msg, msglen, "tls.key: out of memory");
+        goto out;
+    }
+    p.key = PEM_read_bio_PrivateKey(bio, NULL, tls_no_password, NULL);
+    if (!p.key) {
+        tls__ossl_reason(why, sizeof(why));
+        snprintf(msg, msglen, "tls.key: cannot parse private key (%s)", why);
+        goto out;
+    }
+    if (X509_check_private_key(p.leaf, p.key) != 1) {
+        snprintf(msg, msglen, "tls.key does not match tls.crt");
+        goto out;
+    }
+    *out = p;
+    memset(&p, 0, sizeof(p));
+    rc = 0;
+out:
+    BIO_free(bio);
+    tls__pem_clear(&p);
+    ERR_clear_error();
+    return rc;
+}
+
+static void tls_fmt_time(const ASN1_TIME *t, char *buf, size_t len)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1 || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, len, "(unreadable date)");
+}
+
+/*
+ * Validates one Secret's pair. Returns 0 when it may be served: msg is then
+ * empty, or, when allow_expired let an out-of-date certificate through, holds
+ * the warning text the caller should log. Returns -1 with msg set otherwise.
+ * Messages are relative to the Secret ("tls.crt: ..."): the caller prefixes the
+ * Secret's name and location.
+ */
+int tls_check_pair(const unsigned char *crt, size_t crtlen, const unsigned char *key,
+                   size_t keylen, bool allow_expired, char *msg, size_t msglen)
+{
+    struct tls_pem p;
+    char when[40];
+    const char *fmt = NULL;
+
+    if (msglen)
+        msg[0] = '\0';
+    if (tls__pem_load(crt, crtlen, key, keylen, &p, msg, msglen) < 0)
+        return -1;
+    if (X509_cmp_current_time(X509_get0_notAfter(p.leaf)) <= 0) {
+        tls_fmt_time(X509_get0_notAfter(p.leaf), when, sizeof(when));
+        fmt = "tls.crt: certificate expired on %s";
+    } else if (X509_cmp_current_time(X509_get0_notBefore(p.leaf)) >= 0) {
+        tls_fmt_time(X509_get0_notBefore(p.leaf), when, sizeof(when));
+        fmt = "tls.crt: certificate is not valid before %s";
+    }
+    if (fmt) {
+        /* the format strings above take exactly one %s */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        snprintf(msg, msglen, fmt, when);
+#pragma GCC diagnostic pop
+    }
+    tls__pem_clear(&p);
+    return fmt && !allow_expired ? -1 : 0;
+}
+
+/* ---- names ---- */
+
+int tls__cert_names(X509 *x, tls_name_fn fn, void *arg)
+{
+    GENERAL_NAMES *san = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int ndns = 0, rc = 0;
+    char buf[256];
+
+    for (int i = 0; san && i < sk_GENERAL_NAME_num(san); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(san, i);
+        if (g->type != GEN_DNS)
+            continue;
+        const unsigned char *d = ASN1_STRING_get0_data(g->d.dNSName);
+        int n = ASN1_STRING_length(g->d.dNSName);
+        if (n <= 0 || (size_t)n >= sizeof(buf))
+            continue;
+        ndns++;
+        for (int j = 0; j < n; j++)
+            buf[j] = (char)(d[j] >= 'A' && d[j] <= 'Z' ? d[j] + 32 : d[j]);
+        buf[n] = '\0';
+        if ((rc = fn(arg, buf, (size_t)n)) < 0)
+            break;
+    }
+    GENERAL_NAMES_free(san);
+    if (rc < 0 || ndns > 0)
+        return rc;
+    /* legacy certificates name their host only in the subject CN (RFC 6125 fallback) */
+    X509_NAME *subj = X509_get_subject_name(x);
+    int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+    if (idx < 0)
+        return 0;
+    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+    const unsigned char *d = ASN1_STRING_get0_data(cn);
+    int n = ASN1_STRING_length(cn);
+    if (n <= 0 || (size_t)n >= sizeof(buf) || memchr(d, '.', (size_t)n) == NULL)
+        return 0; /* "ingressd-default" and friends are not host names */
+    for (int j = 0; j < n; j++)
+        buf[j] = (char)(d[j] >= 'A' && d[j] <= 'Z' ? d[j] + 32 : d[j]);
+    buf[n] = '\0';
+    return fn(arg, buf, (size_t)n);
+}
+
+/* ---- the self-signed default ---- */
+
+static pthread_once_t tls_ss_once = PTHREAD_ONCE_INIT;
+static X509 *tls_ss_crt;
+static EVP_PKEY *tls_ss_key;
+
+static void tls_ss_make(void)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    X509_NAME *n = NULL;
+    unsigned char serial[16];
+    BIGNUM *bn = NULL;
+
+    if (!k || !x || RAND_bytes(serial, sizeof(serial)) != 1)
+        goto fail;
+    serial[0] &= 0x7f; /* positive */
+    if (!(bn = BN_bin2bn(serial, sizeof(serial), NULL)) || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
+        goto fail;
+    n = X509_get_subject_name(x);
+    if (X509_set_version(x, X509_VERSION_3) != 1
+        || !X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"ingressd", -1, -1, 0)
+        || !X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+                                       (const unsigned char *)"ingressd-default", -1, -1, 0)
+        || X509_set_issuer_name(x, n) != 1
+        /* an hour of slack for clients whose clocks run behind */
+        || !X509_gmtime_adj(X509_getm_notBefore(x), -3600)
+        || !X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600)
+        || X509_set_pubkey(x, k) != 1 || X509_sign(x, k, EVP_sha256()) <= 0)
+        goto fail;
+    BN_free(bn);
+    tls_ss_crt = x;
+    tls_ss_key = k;
+    return;
+fail:
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+}
+
+int tls__selfsigned(X509 **crt, EVP_PKEY **key)
+{
+    pthread_once(&tls_ss_once, tls_ss_make);
+    if (!tls_ss_crt)
+        return -1;
+    *crt = tls_ss_crt;
+    *key = tls_ss_key;
+    return 0;
+}
+
+/* ---- upstream client contexts ---- */
+
+static const unsigned char tls_alpn_http11[] = "\x08http/1.1";
+
+/*
+ * Client context for backend-protocol HTTPS. TLS 1.2+, ALPN http/1.1. With
+ * verify, peers are checked against the PEM bundle ca (a Secret's ca.crt), or
+ * the system store when ca is NULL; the host name check is per connection
+ * (tls_new_client_ssl). Returns a new context (caller frees with SSL_CTX_free)
+ * or NULL with msg set. Loader thread.
+ */
+SSL_CTX *tls_client_ctx_new(const unsigned char *ca, size_t calen, bool verify, char *msg,
+                            size_t msglen)
+{
+    char why[160];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    BIO *bio = NULL;
+    int nca = 0;
+
+    ERR_clear_error();
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1
+        || SSL_CTX_set_alpn_protos(ctx, tls_alpn_http11, sizeof(tls_alpn_http11) - 1) != 0) {
+        tls__ossl_reason(why, sizeof(why));
+        snprintf(msg, msglen, "cannot create upstream TLS context: %s", why);
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    /* the upstream module keeps sessions itself (per endpoint); no internal cache */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (!verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (!ca || calen == 0) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            tls__ossl_reason(why, sizeof(why));
+            snprintf(msg, msglen, "cannot load the system CA store: %s", why);
+            goto fail;
+        }
+        return ctx;
+    }
+    X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+    if (!(bio = BIO_new_mem_buf(ca, (int)calen)))
+        goto oom;
+    for (X509 *x; (x = PEM_read_bio_X509(bio, NULL, tls_no_password, NULL)) != NULL; X509_free(x)) {
+        if (X509_STORE_add_cert(st, x) != 1) {
+            X509_free(x);
+            goto oom;
+        }
+        nca++;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    if (nca == 0) {
+        snprintf(msg, msglen, "ca.crt: no PEM certificate found");
+        goto fail;
+    }
+    return ctx;
+oom:
+    BIO_free(bio);
+    snprintf(msg, msglen, "ca.crt: out of memory");
+fail:
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+/*
+ * An SSL for one upstream connection: SNI set to sni (unless NULL or an IP
+ * literal, which RFC 6066 forbids in SNI), and, when verify_host, the peer
+ * certificate must name sni. Returns NULL on allocation failure. Any thread.
+ */
+SSL *tls_new_client_ssl(SSL_CTX *ctx, const char *sni, bool verify_host)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    if (sni && *sni) {
+        unsigned char tmp[16];
+        bool ip = inet_pton(AF_INET, sni, tmp) == 1 || inet_pton(AF_INET6, sni, tmp) == 1;
+        if (!ip && SSL_set_tlsext_host_name(ssl, sni) != 1)
+            goto fail;
+        if (verify_host && (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), sni)
+                               : SSL_set1_host(ssl, sni)) != 1)
+            goto fail;
+    }
+    return ssl;
+fail:
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Health: pod killed under load (retries, zero client errors), active checks taking a
+hung pod out within interval x threshold and a restarted one back after the healthy
+threshold, passive ejection of a pod answering 5xx.
+Ports 23100-23199; pods on 127.0.0.2-127.0.0.9."""
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import *  # noqa: E402,F401,F403
+
+BASE = 23100
+LISTEN = "127.0.0.1:%d" % BASE
+ADMIN = "127.0.0.1:%d" % (BASE + 90)
+HOST = {"Host": "hc.test"}
+
+INTERVAL_MS, TIMEOUT_MS, UNHEALTHY, HEALTHY = 300, 200, 2, 2
+HC = {
+    "ingressd/health-check-path": "/healthz",
+    "ingressd/health-check-interval": "%dms" % INTERVAL_MS,
+    "ingressd/health-check-timeout": "%dms" % TIMEOUT_MS,
+    "ingressd/health-check-unhealthy-threshold": str(UNHEALTHY),
+    "ingressd/health-check-healthy-threshold": str(HEALTHY),
+}
+
+
+def config(addrs, annotations=None, workers=2):
+    return (proxy_config(listen=[LISTEN], admin=ADMIN, workers=workers)
+            + backend("web", addrs, annotations=annotations)
+            + ingress("web", [("hc.test", "/", "Prefix", "web", 80)]))
+
+
+def health(proxy):
+    """{address: health string} from admin /endpoints."""
+    st, _, body = proxy.admin("/endpoints", timeout=2)
+    check(st == 200, "/endpoints answered %s" % st)
+    out = {}
+    for svc in json.loads(body)["services"]:
+        for ep in svc["endpoints"]:
+            out[ep["address"]] = ep.get("health")
+    return out
+
+
+def wait_health(proxy, addr, state, timeout):
+    t0 = time.monotonic()
+    wait_until(lambda: health(proxy).get(addr) == state, timeout, 0.02,
+               "%s to be %s" % (addr, state))
+    return time.monotonic() - t0
+
+
+def spread(n):
+    seen = {}
+    for _ in range(n):
+        st, h, _ = http("GET", "http://%s/" % LISTEN, HOST, timeout=5)
+        check(st == 200, "status %s" % st)
+        seen[h.get("X-Pod")] = seen.get(h.get("X-Pod"), 0) + 1
+    return seen
+
+
+class Switchable(PyPod):
+    """Answers 200 (X-Pod: NAME) until .hang is set, then accepts and never answers."""
+
+    def __init__(self, addr, name):
+        self.hang = False
+
+        def h(pod, sock, req):
+            while pod.hang and not pod._stop.is_set():
+                pod._stop.wait(0.05)
+            if pod._stop.is_set():
+                return False
+            return PyPod.answer_ok(pod, sock, req)
+        super().__init__(addr, h, name)
+
+
+@test
+def killing_one_of_3_pods_under_wrk_fails_no_request():
+    pods = [Pod("127.0.0.%d:%d" % (2 + i, BASE + 1), "pod-%d" % i, threads=2) for i in range(3)]
+    Proxy(config([p.addr for p in pods]))
+    spread(30)
+    killer = threading.Timer(2.0, pods[1].stop)
+    killer.start()
+    r = wrk("http://%s/" % LISTEN, duration=6, conns=20, extra=["-H", "Host: hc.test"])
+    killer.join()
+    print("    wrk across a pod kill: %d requests, %.0f rps, non-2xx %d, socket errors %r"
+          % (r["requests"], r["rps"], r["non2xx"], r["errors"]))
+    check(r["requests"] > 1000, "wrk ran: %d" % r["requests"])
+    check(r["non2xx"] == 0, "%d failed responses" % r["non2xx"])
+    check(r["socket_errors"] == 0, "socket errors %r" % r["errors"])
+
+
+@test
+def hung_pod_out_within_interval_x_threshold_and_back_after_healthy_threshold():
+    a = Pod("127.0.0.2:%d" % (BASE + 2), "pod-a")
+    b = Pod("127.0.0.3:%d" % (BASE + 2), "pod-b")
+    c = Switchable("127.0.0.4:%d" % (BASE + 2), "pod-c")
+    p = Proxy(config([a.addr, b.addr, c.addr], annotations=HC))
+    for x in (a, b, c):
+        wait_health(p, x.addr, "up", 5)
+    seen = spread(30)
+    check(seen.get("pod-c"), "pod-c serves while healthy: %r" % seen)
+
+    c.hang = True
+    dt = wait_health(p, c.addr, "down", 5)
+    limit = (INTERVAL_MS * UNHEALTHY + TIMEOUT_MS) / 1000 + 0.25
+    print("    hung pod marked down after %.0f ms (interval %d ms x threshold %d, timeout %d ms)"
+          % (dt * 1000, INTERVAL_MS, UNHEALTHY, TIMEOUT_MS))
+    check(dt <= limit, "down after %.2fs > %.2fs" % (dt, limit))
+    seen = spread(60)
+    check("pod-c" not in seen, "no request to the hung pod once it is down: %r" % seen)
+
+    c.hang = False
+    dt = wait_health(p, c.addr, "up", 5)
+    print("    recovered pod up after %.0f ms (healthy threshold %d)" % (dt * 1000, HEALTHY))
+    check(dt <= (INTERVAL_MS * HEALTHY) / 1000 + 0.25, "up after %.2fs" % dt)
+    wait_until(lambda: "pod-c" in spread(9), 3, msg="pod-c back in rotation")
+
+
+@test
+def restarted_pod_back_in_rotation_after_healthy_threshold():
+    a = Pod("127.0.0.2:%d" % (BASE + 3), "pod-a")
+    b = Pod("127.0.0.3:%d" % (BASE + 3), "pod-b")
+    p = Proxy(config([a.addr, b.addr], annotations=HC))
+    wait_health(p, a.addr, "up", 5)
+    a.stop()
+    dt = wait_health(p, a.addr, "down", 5)
+    print("    killed pod down after %.0f ms" % (dt * 1000))
+    seen = spread(20)
+    check(seen == {"pod-b": 20}, "only pod-b while pod-a is down: %r" % seen)
+    a = Pod("127.0.0.2:%d" % (BASE + 3), "pod-a2")
+    dt = wait_health(p, a.addr, "up", 5)
+    print("    restarted pod up after %.0f ms (healthy threshold %d x %d ms)"
+          % (dt * 1000, HEALTHY, INTERVAL_MS))
+    check(dt <= (INTERVAL_MS * HEALTHY) / 1000 + 0.25, "up after %.2fs" % dt)
+    seen = spread(20)
+    check(seen.get("pod-a2") == 10, "round robin includes it again: %r" % seen)
+
+
+@test
+def pod_answering_5xx_is_ejected_passively():
+    good = [Pod("127.0.0.%d:%d" % (2 + i, BASE + 4), "pod-%d" % i) for i in range(2)]
+    bad = PyPod.raw_response("127.0.0.5:%d" % (BASE + 4),
+                             b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n", name="bad")
+    p = Proxy(config([g.addr for g in good] + [bad.addr]))
+    statuses = {}
+    for _ in range(60):
+        st, _, _ = http("GET", "http://%s/" % LISTEN, HOST, timeout=5)
+        statuses[st] = statuses.get(st, 0) + 1
+    print("    with a 502-answering pod: statuses %r, bad pod saw %d requests"
+          % (statuses, len(bad.requests)))
+    check(len(bad.requests) <= 8, "ejected after 5 consecutive failures: saw %d"
+          % len(bad.requests))
+    check(health(p).get(bad.addr) == "ejected", "admin shows it ejected: %r" % health(p))
+
+
+main()
