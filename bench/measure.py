@@ -49,13 +49,18 @@ def tree(pid):
 
 
 def cpu_rss(pid):
-    """(cpu seconds, rss kB) summed over PID's tree."""
+    """(cpu seconds, rss kB) summed over PID's tree. The root's cutime+cstime (its reaped
+    children) is included, so workers that exit during a run (nginx and HAProxy
+    reloads) still count: a child alive at the start and reaped before the end moves
+    from the live sum to the root's cutime, and the difference is what it used."""
     cpu, rss = 0.0, 0
     for p in tree(pid):
         try:
             with open("/proc/%d/stat" % p) as f:
                 fl = f.read().rsplit(")", 1)[1].split()
             cpu += (int(fl[11]) + int(fl[12])) / CLK_TCK
+            if p == pid:
+                cpu += (int(fl[13]) + int(fl[14])) / CLK_TCK
             with open("/proc/%d/status" % p) as f:
                 for line in f:
                     if line.startswith("VmRSS:"):

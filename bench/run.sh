@@ -1,36 +1,42 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# bench/run.sh: ingressd against nginx and HAProxy, same machine, same routes,
-# same pods, same worker count, in one run (`make bench`; read bench/README.md).
+# bench/run.sh: ingressd against nginx and HAProxy on the same machine, with the
+# same routes, the same pods and the same worker count, in one run (`make bench`;
+# read bench/README.md).
 #
 # What it does:
-#   1. starts two podservers (127.0.0.2/.3:31001), the shared backends, and
-#      two instances of each proxy: a "small" route table (host bench.local,
-#      / and /api) and a "big" one (1,000 Prefix paths /app0../app999 + /):
-#        ingressd  127.0.0.1:31080 / :31081     (admin :31901 / :31902)
-#        nginx     127.0.0.1:31180 / :31181     (upstream keepalive, HTTP/1.1)
-#        haproxy   127.0.0.1:31280 / :31281     (http-reuse always)
-#      all three add the same forwarding headers (X-Forwarded-For/-Proto,
-#      X-Real-IP, X-Request-ID) so none does less work than the others;
-#   2. runs wrk against each target (the pod directly = the ceiling, then the
-#      proxies) for every variant, interleaved: round 1 all variants x all
-#      targets, then round 2 ..., so drifts hit everyone alike; the table is
-#      the median over rounds;
-#   3. measures CPU (utime+stime of the proxy's process tree, nginx workers
-#      included) per request, RSS, and memory per idle keep-alive connection;
-#   4. runs build/bench/bench_route if it exists.
+#   1. starts two podservers (127.0.0.2/.3:31001), the shared backends, and one
+#      instance of each proxy per route table ("table"):
+#        small  host bench.local, / and /api               ingressd :31080  nginx :31180  haproxy :31280
+#        big    + 1,000 Prefix paths /app0 ... /app999     ingressd :31081  nginx :31181  haproxy :31281
+#        tls    small, HTTPS on one self-signed P-256 cert ingressd :31082  nginx :31182  haproxy :31282
+#        rl     small, reloaded 10x/s during its run       ingressd :31083  nginx :31183  haproxy :31283
+#      (ingressd admin ports are 31901-31904). All three add the same forwarding
+#      headers (X-Forwarded-For/-Proto, X-Real-IP, X-Request-ID), so none of them does
+#      less work than the others.
+#   2. measures memory per idle keep-alive connection while the processes are fresh;
+#   3. runs wrk against each target (the pod directly = the ceiling, then the
+#      proxies) for every variant, interleaved: round 1 runs all variants x all
+#      targets, then round 2 ..., so drifts hit every target alike; the table
+#      shows the median over the rounds;
+#   4. reports CPU (utime+stime of the proxy's process tree, nginx workers
+#      included) per request and RSS;
+#   5. runs build/bench/bench_route if it exists.
 #
-# Variants: ka50 (keep-alive, wrk -c 50), ka1000 (-c 1000), close (new
+# Variants: ka50 (keep-alive, wrk -c 50), ka1000 (-c 1000), close (a new
 # connection per request), 1k / 64k (response bodies), rules1000 (the big
-# table, a path near its end).
+# table, a path near its end), tls (HTTPS keep-alive), tlsnew (HTTPS, a new
+# handshake per request), reload (ka50 while the configuration alternates between
+# two versions, routes and endpoints, 10 times a second: ingressd rewrites its file
+# (watched), nginx -s reload, HAProxy master-worker SIGUSR2).
 #
-# Knobs (environment): BENCH_DURATION (s per run, default 10), BENCH_ROUNDS
+# Knobs (environment): BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS
 # (3), BENCH_WORKERS (1: ingressd workers = nginx worker_processes = haproxy
 # nbthread), BENCH_IDLE_CONNS (5000), BENCH_VARIANTS, BENCH_TARGETS,
 # BENCH_QUICK=1 (2 s, 1 round, 1000 idle conns: a smoke run), B (build dir).
 #
-# Results: stdout and bench/out/bench-STAMP.{txt,jsonl} (latest.txt too).
+# Results: stdout and bench/out/bench-STAMP.{txt,jsonl} (also copied to latest.txt).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -41,15 +47,16 @@ else
     DUR=${BENCH_DURATION:-10}; ROUNDS=${BENCH_ROUNDS:-3}; IDLE_N=${BENCH_IDLE_CONNS:-5000}
 fi
 WORKERS=${BENCH_WORKERS:-1}
-VARIANTS=${BENCH_VARIANTS:-"ka50 ka1000 close 1k 64k rules1000"}
+VARIANTS=${BENCH_VARIANTS:-"ka50 ka1000 close 1k 64k rules1000 tls tlsnew reload"}
 TARGETS=${BENCH_TARGETS:-"ceiling ingressd nginx haproxy"}
 HOST=bench.local
 NRULES=1000
+RULE_PATH=/app$((NRULES - 223))/x
 
 INGRESSD=$ROOT/$B/ingressd
 PODSERVER=$ROOT/$B/bench/podserver
 MEASURE="python3 $ROOT/bench/measure.py"
-for bin in "$INGRESSD" "$PODSERVER" wrk python3; do
+for bin in "$INGRESSD" "$PODSERVER" wrk python3 curl openssl; do
     command -v "$bin" >/dev/null 2>&1 || { echo "bench: missing $bin (make; scripts/install-deps.sh)"; exit 1; }
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -83,39 +90,80 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # start NAME CMD...: run CMD in the background, log to $TMP/NAME.log, remember its pid
 start() {
     local name=$1; shift
     "$@" >"$TMP/$name.log" 2>&1 &
     PIDS="$PIDS $!"
-    eval "PID_$name=$!"
+    LAST_PID=$!
 }
 
 log() { echo "$*" | tee -a "$TXT"; }
+has() { case " $1 " in *" $2 "*) return 0;; *) return 1;; esac; }
+
+# variant -> "table path wrk-args"
+vspec() {
+    case $1 in
+    ka50)      echo "small / -t1 -c50";;
+    ka1000)    echo "small / -t2 -c1000";;
+    close)     echo "small / -t1 -c50 -H Connection:close";;
+    1k)        echo "small /?size=1024 -t1 -c50";;
+    64k)       echo "small /?size=65536 -t1 -c50";;
+    rules1000) echo "big $RULE_PATH -t1 -c50";;
+    tls)       echo "tls / -t1 -c50";;
+    tlsnew)    echo "tls / -t1 -c50 -H Connection:close";;
+    reload)    echo "rl / -t1 -c50";;
+    *)         echo "";;
+    esac
+}
+TABLES=""
+for v in $VARIANTS; do
+    spec=$(vspec "$v")
+    [ -n "$spec" ] || { echo "bench: unknown variant $v"; exit 1; }
+    t=${spec%% *}
+    has "$TABLES" "$t" || TABLES="$TABLES $t"
+done
+has "$TABLES" small || TABLES="small $TABLES" # the idle-connection test uses it
+
+table_off() { case $1 in small) echo 0;; big) echo 1;; tls) echo 2;; rl) echo 3;; esac; }
+scheme() { [ "$1" = tls ] && echo https || echo http; }
 
 # ---- pods --------------------------------------------------------------------
 POD_PORT=31001
 PODS="127.0.0.2 127.0.0.3"
 for ip in $PODS; do
-    n=pod_${ip##*.}
-    start "$n" "$PODSERVER" --listen "$ip:$POD_PORT" --name "$n" --threads 1
+    start "pod_${ip##*.}" "$PODSERVER" --listen "$ip:$POD_PORT" --name "pod-${ip##*.}" --threads 1
+    [ "$ip" = 127.0.0.2 ] && PID_POD=$LAST_PID
 done
 for ip in $PODS; do $MEASURE wait "$ip:$POD_PORT" 5 || { echo "bench: podserver $ip did not start"; exit 1; }; done
-PID_ceiling=$PID_pod_2
+
+# the TLS certificate all three proxies present
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
+    -keyout "$TMP/tls.key" -out "$TMP/tls.crt" >/dev/null 2>&1
+cat "$TMP/tls.crt" "$TMP/tls.key" >"$TMP/tls.pem"
 
 # ---- configurations ----------------------------------------------------------
-# paths for the big table: /app0 ... /app999, all to the same service
-gen_ingressd() { # NAME PORT ADMIN BIG
-    local f=$TMP/ingressd-$1.yaml
+# Each generator writes one proxy's configuration for TABLE; VERSION b is the
+# second configuration of the reload variant: one endpoint instead of two, and one
+# more route (/v2).
+
+gen_ingressd() { # TABLE PORT ADMIN OUT [b]
+    local table=$1 port=$2 admin=$3 f=$4 ver=${5:-a} pods=$PODS tlsl=""
+    [ "$ver" = b ] && pods=${PODS%% *}
+    [ "$table" = tls ] && tlsl="
+      tls: true
+  defaultCertificate: default/bench-tls"
     cat >"$f" <<EOF
 apiVersion: ingressd/v1
 kind: ProxyConfig
 spec:
   listen:
-    - address: 127.0.0.1:$2
-  admin: 127.0.0.1:$3
+    - address: 127.0.0.1:$port$tlsl
+  admin: 127.0.0.1:$admin
   workers: $WORKERS
 ---
 apiVersion: v1
@@ -137,15 +185,30 @@ ports:
   - {name: http, port: $POD_PORT, protocol: TCP}
 endpoints:
 EOF
-    for ip in $PODS; do
+    for ip in $pods; do
         printf '  - addresses: ["%s"]\n    conditions: {ready: true}\n' "$ip" >>"$f"
     done
+    if [ "$table" = tls ]; then
+        cat >>"$f" <<EOF
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bench-tls, namespace: default}
+type: kubernetes.io/tls
+data:
+  tls.crt: $(base64 -w0 "$TMP/tls.crt")
+  tls.key: $(base64 -w0 "$TMP/tls.key")
+EOF
+    fi
     cat >>"$f" <<EOF
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: bench, namespace: default}
 spec:
+EOF
+    [ "$table" = tls ] && printf '  tls:\n    - hosts: [%s]\n      secretName: bench-tls\n' "$HOST" >>"$f"
+    cat >>"$f" <<EOF
   rules:
     - host: $HOST
       http:
@@ -153,7 +216,8 @@ spec:
           - {path: /, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
           - {path: /api, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}
 EOF
-    if [ "$4" = 1 ]; then
+    [ "$ver" = b ] && echo "          - {path: /v2, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}" >>"$f"
+    if [ "$table" = big ]; then
         i=0
         while [ $i -lt $NRULES ]; do
             echo "          - {path: /app$i, pathType: Prefix, backend: {service: {name: bench, port: {number: 80}}}}" >>"$f"
@@ -162,11 +226,12 @@ EOF
     fi
 }
 
-gen_nginx() { # NAME PORT BIG
-    local d=$TMP/nginx-$1
+gen_nginx() { # TABLE PORT DIR OUT [b]
+    local table=$1 port=$2 d=$3 f=$4 ver=${5:-a} pods=$PODS user="" ssl=""
+    [ "$ver" = b ] && pods=${PODS%% *}
     mkdir -p "$d/logs" "$d/tmp"
-    local user=""
     [ "$(id -u)" = 0 ] && user="user root;"
+    [ "$table" = tls ] && ssl=" ssl"
     {
         cat <<EOF
 $user
@@ -198,19 +263,21 @@ http {
     proxy_buffer_size 16k;
     upstream bench {
 EOF
-        for ip in $PODS; do echo "        server $ip:$POD_PORT;"; done
+        for ip in $pods; do echo "        server $ip:$POD_PORT;"; done
         cat <<EOF
         keepalive 512;
         keepalive_requests 1000000;
         keepalive_timeout 60s;
     }
     server {
-        listen 127.0.0.1:$2 reuseport backlog=4096;
+        listen 127.0.0.1:$port$ssl reuseport backlog=4096;
         server_name $HOST;
-        location / { proxy_pass http://bench; }
-        location /api { proxy_pass http://bench; }
 EOF
-        if [ "$3" = 1 ]; then
+        [ "$table" = tls ] && printf '        ssl_certificate %s;\n        ssl_certificate_key %s;\n' "$TMP/tls.crt" "$TMP/tls.key"
+        echo "        location / { proxy_pass http://bench; }"
+        echo "        location /api { proxy_pass http://bench; }"
+        [ "$ver" = b ] && echo "        location /v2 { proxy_pass http://bench; }"
+        if [ "$table" = big ]; then
             i=0
             while [ $i -lt $NRULES ]; do
                 echo "        location /app$i/ { proxy_pass http://bench; }"
@@ -219,21 +286,24 @@ EOF
         fi
         echo "    }"
         echo "}"
-    } >"$d/nginx.conf"
+    } >"$f"
 }
 
-gen_haproxy() { # NAME PORT BIG
+gen_haproxy() { # TABLE PORT MAP OUT [b]
     # routes in a map file matched on host+path prefix (map_beg), as HAProxy's
     # own Kubernetes ingress controllers do; longest prefixes first
-    local f=$TMP/haproxy-$1.cfg m=$TMP/haproxy-$1.map
+    local table=$1 port=$2 m=$3 f=$4 ver=${5:-a} pods=$PODS ssl=""
+    [ "$ver" = b ] && pods=${PODS%% *}
+    [ "$table" = tls ] && ssl=" ssl crt $TMP/tls.pem"
     : >"$m"
-    if [ "$3" = 1 ]; then
+    if [ "$table" = big ]; then
         i=$((NRULES - 1))
         while [ $i -ge 0 ]; do
             echo "$HOST/app$i/ be_bench" >>"$m"
             i=$((i - 1))
         done
     fi
+    [ "$ver" = b ] && echo "$HOST/v2 be_bench" >>"$m"
     printf '%s/api be_bench\n%s/ be_bench\n' "$HOST" "$HOST" >>"$m"
     {
         cat <<EOF
@@ -254,9 +324,9 @@ defaults
     unique-id-header X-Request-ID
 
 frontend fe
-    bind 127.0.0.1:$2
+    bind 127.0.0.1:$port$ssl
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]
     http-request set-header X-Real-IP %[src]
     http-response set-header X-Request-ID %[unique-id]
     use_backend %[base,lower,map_beg($m,be_404)]
@@ -267,97 +337,134 @@ backend be_404
 backend be_bench
     balance roundrobin
 EOF
-        for ip in $PODS; do echo "    server pod${ip##*.} $ip:$POD_PORT"; done
+        for ip in $pods; do echo "    server pod${ip##*.} $ip:$POD_PORT"; done
     } >"$f"
 }
 
 # ---- start the proxies ---------------------------------------------------------
-declare -A ADDR PID OK
-ADDR[ceiling.small]=127.0.0.2:$POD_PORT
-ADDR[ceiling.big]=127.0.0.2:$POD_PORT
-PID[ceiling]=$PID_ceiling
-OK[ceiling]=1
+declare -A ADDR PID OK CFG
+for tab in small big; do
+    ADDR[ceiling.$tab]=127.0.0.2:$POD_PORT
+    PID[ceiling.$tab]=$PID_POD
+    OK[ceiling.$tab]=1
+done
 
-has_target() { case " $TARGETS " in *" $1 "*) return 0;; *) return 1;; esac; }
-
-if has_target ingressd; then
-    gen_ingressd small 31080 31901 0
-    gen_ingressd big 31081 31902 1
-    start ingressd_small "$INGRESSD" -c "$TMP/ingressd-small.yaml"
-    start ingressd_big "$INGRESSD" -c "$TMP/ingressd-big.yaml"
-    ADDR[ingressd.small]=127.0.0.1:31080; ADDR[ingressd.big]=127.0.0.1:31081
-fi
-if has_target nginx; then
-    gen_nginx small 31180 0
-    gen_nginx big 31181 1
-    start nginx_small "$NGINX" -p "$TMP/nginx-small" -e "$TMP/nginx-small/logs/error.log" -c "$TMP/nginx-small/nginx.conf"
-    start nginx_big "$NGINX" -p "$TMP/nginx-big" -e "$TMP/nginx-big/logs/error.log" -c "$TMP/nginx-big/nginx.conf"
-    ADDR[nginx.small]=127.0.0.1:31180; ADDR[nginx.big]=127.0.0.1:31181
-fi
-if has_target haproxy; then
-    gen_haproxy small 31280 0
-    gen_haproxy big 31281 1
-    start haproxy_small "$HAPROXY" -db -f "$TMP/haproxy-small.cfg"
-    start haproxy_big "$HAPROXY" -db -f "$TMP/haproxy-big.cfg"
-    ADDR[haproxy.small]=127.0.0.1:31280; ADDR[haproxy.big]=127.0.0.1:31281
-fi
-
-log "ingressd bench $STAMP: $(nproc) CPUs, workers=$WORKERS, ${DUR}s x $ROUNDS round(s), variants: $VARIANTS"
-log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared: compare CPU us/request)"
-log "ingressd $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
-
-# a target takes part only if both its tables answer 200 through it
 for t in ingressd nginx haproxy; do
-    has_target "$t" || continue
-    OK[$t]=1
-    for tab in small big; do
+    has "$TARGETS" "$t" || continue
+    for tab in $TABLES; do
+        off=$(table_off "$tab")
+        case $t in
+        ingressd)
+            port=$((31080 + off))
+            CFG[$t.$tab]=$TMP/ingressd-$tab.yaml
+            gen_ingressd "$tab" "$port" $((31901 + off)) "${CFG[$t.$tab]}"
+            if [ "$tab" = rl ]; then
+                gen_ingressd rl "$port" $((31901 + off)) "$TMP/ingressd-rl.a" a
+                gen_ingressd rl "$port" $((31901 + off)) "$TMP/ingressd-rl.b" b
+            fi
+            start "${t}_$tab" "$INGRESSD" -c "${CFG[$t.$tab]}"
+            ;;
+        nginx)
+            port=$((31180 + off))
+            d=$TMP/nginx-$tab
+            CFG[$t.$tab]=$d/nginx.conf
+            gen_nginx "$tab" "$port" "$d" "${CFG[$t.$tab]}"
+            if [ "$tab" = rl ]; then
+                gen_nginx rl "$port" "$d" "$d/nginx.a" a
+                gen_nginx rl "$port" "$d" "$d/nginx.b" b
+            fi
+            start "${t}_$tab" "$NGINX" -p "$d" -e "$d/logs/error.log" -c "${CFG[$t.$tab]}"
+            ;;
+        haproxy)
+            port=$((31280 + off))
+            CFG[$t.$tab]=$TMP/haproxy-$tab.cfg
+            gen_haproxy "$tab" "$port" "$TMP/haproxy-$tab.map" "${CFG[$t.$tab]}"
+            if [ "$tab" = rl ]; then
+                # the reloaded instance runs master-worker (-W): SIGUSR2 reloads it
+                gen_haproxy rl "$port" "$TMP/haproxy-rl.map.a" "$TMP/haproxy-rl.a" a
+                gen_haproxy rl "$port" "$TMP/haproxy-rl.map.b" "$TMP/haproxy-rl.b" b
+                start "${t}_$tab" "$HAPROXY" -W -db -f "${CFG[$t.$tab]}"
+            else
+                start "${t}_$tab" "$HAPROXY" -db -f "${CFG[$t.$tab]}"
+            fi
+            ;;
+        esac
+        ADDR[$t.$tab]=127.0.0.1:$port
+        PID[$t.$tab]=$LAST_PID
+    done
+done
+
+log "ingressd bench $STAMP: $(nproc) CPUs, workers=$WORKERS, ${DUR}s x $ROUNDS round(s)"
+log "variants: $VARIANTS"
+log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared: compare CPU us/request)"
+log "ingressd $(git rev-parse --short HEAD 2>/dev/null || echo '?'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)"
+
+# a (target, table) takes part only if it answers 200 through that table
+for t in ingressd nginx haproxy; do
+    has "$TARGETS" "$t" || continue
+    for tab in $TABLES; do
         a=${ADDR[$t.$tab]}
         path=/
-        [ "$tab" = big ] && path=/app$((NRULES - 223))/x
+        [ "$tab" = big ] && path=$RULE_PATH
         code=000
         if $MEASURE wait "$a" 10; then
-            code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "Host: $HOST" "http://$a$path" || true)
+            for _ in 1 2 3 4 5 6 7 8 9 10; do
+                code=$(curl -sk -o /dev/null -m 5 -w '%{http_code}' -H "Host: $HOST" \
+                    "$(scheme "$tab")://$a$path" || true)
+                [ "$code" = 200 ] && break
+                sleep 0.2
+            done
         fi
-        if [ "$code" != 200 ]; then
-            OK[$t]=0
-            log "!! $t ($tab table, $a) answered '$code' to GET $path: skipped. Its log:"
+        if [ "$code" = 200 ]; then
+            OK[$t.$tab]=1
+        else
+            log "!! $t ($tab table, $a) answered '$code' to GET $path: its $tab runs are skipped. Its log:"
             tail -n 5 "$TMP/${t}_$tab.log" 2>/dev/null | sed 's/^/   | /' | tee -a "$TXT"
         fi
     done
-    eval "PID[$t]=\$PID_${t}_small"
-    eval "PID[$t.big]=\$PID_${t}_big"
 done
-PID[ceiling.big]=$PID_ceiling
 
-# ---- the runs ----------------------------------------------------------------------
-# variant -> "table path wrk-args"
-vspec() {
-    case $1 in
-    ka50)      echo "small / -t1 -c50";;
-    ka1000)    echo "small / -t2 -c1000";;
-    close)     echo "small / -t1 -c50 -H Connection:close";;
-    1k)        echo "small /?size=1024 -t1 -c50";;
-    64k)       echo "small /?size=65536 -t1 -c50";;
-    rules1000) echo "big /app$((NRULES - 223))/x -t1 -c50";;
-    *)         echo "";;
-    esac
+# ---- reloading ----------------------------------------------------------------------
+# reloader TARGET: swap the rl configuration between versions a and b and make the
+# proxy load it, 10 times a second, until killed
+reloader() {
+    local t=$1 v=a cfg=${CFG[$1.rl]} pid=${PID[$1.rl]}
+    while :; do
+        v=$([ "$v" = a ] && echo b || echo a)
+        case $t in
+        ingressd) cp "$TMP/ingressd-rl.$v" "$cfg.tmp" && mv "$cfg.tmp" "$cfg";; # file watch
+        nginx)    cp "$TMP/nginx-rl/nginx.$v" "$cfg" && kill -HUP "$pid";;       # = nginx -s reload
+        haproxy)  cp "$TMP/haproxy-rl.$v" "$cfg" && kill -USR2 "$pid";;          # master-worker reload
+        esac
+        sleep 0.1
+    done
 }
 
+# ---- the runs ----------------------------------------------------------------------
 run_one() { # TARGET VARIANT ROUND DURATION [jsonl]
     local t=$1 v=$2 r=$3 d=$4 out=${5:-$JSONL}
-    local spec table path wargs pid
+    local spec table path wargs rpid=""
     spec=$(vspec "$v")
-    [ -n "$spec" ] || { echo "bench: unknown variant $v"; exit 1; }
+    # shellcheck disable=SC2086
     set -- $spec
     table=$1; path=$2; shift 2
+    [ "${OK[$t.$table]:-0}" = 1 ] || return 0
     wargs=""
     for a in "$@"; do
         case $a in -H) ;; Connection:close) wargs="$wargs -H Connection:close";; *) wargs="$wargs $a";; esac
     done
-    if [ "$table" = big ]; then pid=${PID[$t.big]}; else pid=${PID[$t]}; fi
+    if [ "$table" = rl ] && [ "$out" = "$JSONL" ]; then
+        reloader "$t" >/dev/null 2>&1 &
+        rpid=$!
+        PIDS="$PIDS $rpid"
+    fi
     # shellcheck disable=SC2086
-    $MEASURE run "$out" "$t" "$v" "$r" "$pid" "http://${ADDR[$t.$table]}$path" -- \
+    $MEASURE run "$out" "$t" "$v" "$r" "${PID[$t.$table]}" "$(scheme "$table")://${ADDR[$t.$table]}$path" -- \
         $wargs -d "${d}s" --timeout 5s -H "Host: $HOST" | tee -a "$TXT"
+    if [ -n "$rpid" ]; then
+        kill "$rpid" 2>/dev/null || true
+        wait "$rpid" 2>/dev/null || true
+    fi
 }
 
 # first, while the processes are fresh: memory freed by earlier runs would hide
@@ -365,16 +472,16 @@ run_one() { # TARGET VARIANT ROUND DURATION [jsonl]
 log ""
 log "== memory per idle keep-alive connection ($IDLE_N connections each, fresh processes)"
 for t in $TARGETS; do
-    [ "${OK[$t]:-0}" = 1 ] || continue
-    $MEASURE idle "$JSONL" "$t" "${PID[$t]}" "${ADDR[$t.small]}" "$HOST" "$IDLE_N" | tee -a "$TXT"
+    [ "${OK[$t.small]:-0}" = 1 ] || continue
+    $MEASURE idle "$JSONL" "$t" "${PID[$t.small]}" "${ADDR[$t.small]}" "$HOST" "$IDLE_N" | tee -a "$TXT"
 done
 
 log ""
-log "== warm-up (1 s each)"
+log "== warm-up (1 s per target and table)"
 for t in $TARGETS; do
-    [ "${OK[$t]:-0}" = 1 ] || continue
-    run_one "$t" ka50 0 1 "$TMP/warmup.jsonl" >/dev/null
-    [ "$(echo "$VARIANTS" | grep -c rules1000)" = 0 ] || run_one "$t" rules1000 0 1 "$TMP/warmup.jsonl" >/dev/null
+    for v in ka50 rules1000 tls; do
+        has "$VARIANTS" "$v" && run_one "$t" "$v" 0 1 "$TMP/warmup.jsonl" >/dev/null
+    done
 done
 
 for r in $(seq "$ROUNDS"); do
@@ -382,12 +489,10 @@ for r in $(seq "$ROUNDS"); do
     log "== round $r/$ROUNDS"
     for v in $VARIANTS; do
         for t in $TARGETS; do
-            [ "${OK[$t]:-0}" = 1 ] || continue
             run_one "$t" "$v" "$r" "$DUR"
         done
     done
 done
-
 
 if [ -x "$B/bench/bench_route" ]; then
     log ""
