@@ -34,7 +34,9 @@
 # Knobs (environment): BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS
 # (3), BENCH_WORKERS (1: ingressd workers = nginx worker_processes = haproxy
 # nbthread), BENCH_IDLE_CONNS (5000), BENCH_VARIANTS, BENCH_TARGETS,
-# BENCH_QUICK=1 (2 s, 1 round, 1000 idle conns: a smoke run), B (build dir).
+# BENCH_QUICK=1 (2 s, 1 round, 1000 idle conns: a smoke run), BENCH_SCALE=0 (skip
+# the reload-at-scale test: 10,000 rules / 50,000 endpoints, bench/reload_scale.py,
+# sizes from BENCH_SCALE_RULES / BENCH_SCALE_ENDPOINTS), B (build dir).
 #
 # Results: stdout and bench/out/bench-STAMP.{txt,jsonl} (also copied to latest.txt).
 set -eu
@@ -493,6 +495,16 @@ for r in $(seq "$ROUNDS"); do
         done
     done
 done
+
+# reload at scale: ingressd only (the figure the reload issue asks for), after the
+# comparison so that its memory churn does not disturb the other runs
+if has "$TARGETS" ingressd && [ "${BENCH_SCALE:-1}" = 1 ]; then
+    log ""
+    log "== reload at scale: ingressd, file change -> every worker on the new snapshot"
+    python3 "$ROOT/bench/reload_scale.py" "$INGRESSD" "127.0.0.2:$POD_PORT" "$JSONL" "$WORKERS" \
+        "${BENCH_SCALE_RULES:-10000}" "${BENCH_SCALE_ENDPOINTS:-50000}" \
+        "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 2 || echo 5)" 2>&1 | tee -a "$TXT"
+fi
 
 if [ -x "$B/bench/bench_route" ]; then
     log ""
