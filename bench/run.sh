@@ -35,8 +35,7 @@
 # (3), BENCH_WORKERS (1: ingressd workers = nginx worker_processes = haproxy
 # nbthread), BENCH_IDLE_CONNS (5000), BENCH_VARIANTS, BENCH_TARGETS,
 # BENCH_QUICK=1 (2 s, 1 round, 1000 idle conns: a smoke run), BENCH_SCALE=0 (skip
-# the reload-at-scale test: 10,000 rules / 50,000 endpoints, bench/reload_scale.py,
-# sizes from BENCH_SCALE_RULES / BENCH_SCALE_ENDPOINTS), B (build dir).
+# bench/reload_bench.sh: reload time at 10,000 rules / 50,000 endpoints), B (build dir).
 #
 # Results: stdout and bench/out/bench-STAMP.{txt,jsonl} (also copied to latest.txt).
 set -eu
@@ -496,14 +495,14 @@ for r in $(seq "$ROUNDS"); do
     done
 done
 
-# reload at scale: ingressd only (the figure the reload issue asks for), after the
-# comparison so that its memory churn does not disturb the other runs
-if has "$TARGETS" ingressd && [ "${BENCH_SCALE:-1}" = 1 ]; then
+# reload at scale: ingressd only (the reload issue's figure; bench/reload_bench.sh
+# belongs to the reload work), after the comparison so that its memory churn does
+# not disturb the other runs
+if has "$TARGETS" ingressd && [ "${BENCH_SCALE:-1}" = 1 ] && [ -x bench/reload_bench.sh ]; then
     log ""
-    log "== reload at scale: ingressd, file change -> every worker on the new snapshot"
-    python3 "$ROOT/bench/reload_scale.py" "$INGRESSD" "127.0.0.2:$POD_PORT" "$JSONL" "$WORKERS" \
-        "${BENCH_SCALE_RULES:-10000}" "${BENCH_SCALE_ENDPOINTS:-50000}" \
-        "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 2 || echo 5)" 2>&1 | tee -a "$TXT"
+    log "== reload at scale (bench/reload_bench.sh): file change -> every worker on the new snapshot"
+    B=$B WORKERS=$WORKERS timeout 600 bench/reload_bench.sh \
+        "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 2 || echo 6)" 2>&1 | tee -a "$TXT" || true
 fi
 
 if [ -x "$B/bench/bench_route" ]; then
