@@ -120,6 +120,8 @@ static int buf_reserve(struct buf *b, size_t extra)
 
 static int buf_add(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* p may be NULL (an empty buf) */
     if (buf_reserve(b, n) < 0)
         return -1;
     memcpy(b->p + b->len, p, n);
