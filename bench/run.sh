@@ -54,8 +54,9 @@ HOST=bench.local
 NRULES=1000
 RULE_PATH=/app$((NRULES - 223))/x
 
-INGRESSD=$ROOT/$B/ingressd
-PODSERVER=$ROOT/$B/bench/podserver
+case $B in /*) BD=$B;; *) BD=$ROOT/$B;; esac
+INGRESSD=$BD/ingressd
+PODSERVER=$BD/bench/podserver
 MEASURE="python3 $ROOT/bench/measure.py"
 for bin in "$INGRESSD" "$PODSERVER" wrk python3 curl openssl; do
     command -v "$bin" >/dev/null 2>&1 || { echo "bench: missing $bin (make; scripts/install-deps.sh)"; exit 1; }
@@ -505,10 +506,10 @@ if has "$TARGETS" ingressd && [ "${BENCH_SCALE:-1}" = 1 ] && [ -x bench/reload_b
         "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 2 || echo 6)" 2>&1 | tee -a "$TXT" || true
 fi
 
-if [ -x "$B/bench/bench_route" ]; then
+if [ -x "$BD/bench/bench_route" ]; then
     log ""
     log "== bench_route"
-    "$B/bench/bench_route" 2>&1 | tee -a "$TXT"
+    "$BD/bench/bench_route" 2>&1 | tee -a "$TXT"
 fi
 
 log ""

@@ -154,8 +154,6 @@ def validate_flag_exit_codes():
     check(rc == 0, "valid config: exit %d\n%s" % (rc, out))
     rc, out = check_config("kind: [unclosed\n")
     check(rc == 1, "broken YAML: exit %d\n%s" % (rc, out))
-    rc, out = check_config("apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  workers: 1\n")
-    check(rc == 1, "ProxyConfig without listen: exit %d\n%s" % (rc, out))
     bad = two_services() + ingress("broken", [("x.test", "/", "Prefix", "no-such-svc", 80)])
     rc, out = check_config(bad.replace("pathType: Prefix", "pathType: Sideways", 1))
     check(rc == 1 and ":" in out, "bad pathType: exit %d\n%s" % (rc, out))
@@ -171,6 +169,13 @@ def validate_flag_exit_codes():
         check(rc == 0, "-t with the port taken: exit %d\n%s" % (rc, out))
     finally:
         s.close()
+
+
+@test
+def validate_missing_listen():
+    rc, out = check_config("apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  workers: 1\n")
+    check(rc == 1, "ProxyConfig without spec.listen: exit %d, want 1\n%s" % (rc, out))
+    check("listen" in out, "the diagnostic names spec.listen: %s" % out)
 
 
 @test
