@@ -172,6 +172,33 @@ def validate_flag_exit_codes():
 
 
 @test
+def demo_config_is_valid():
+    with open(os.path.join(ROOT, "conf", "demo.yaml")) as f:
+        rc, out = check_config(f.read())
+    check(rc == 0, "conf/demo.yaml (make run) fails -t: %s" % out)
+
+
+@test
+def harness_proxy_helpers():
+    pods()
+    p = Proxy(two_services())
+    check(p.rss_kb() > 0 and p.cpu_seconds() >= 0, "rss/cpu readable")
+    r = wrk(p.url("/"), duration=1, conns=10, extra=["-H", "Host: a.test"])
+    check(r["requests"] > 100 and r["non2xx"] == 0 and r["socket_errors"] == 0,
+          "wrk through the proxy: %r" % {k: v for k, v in r.items() if k != "raw"})
+    # reload: b.test moves from svc-b to svc-c
+    p.reload(p.config.replace('host: b.test\n      http:\n        paths:\n'
+                              '          - path: /\n            pathType: Prefix\n'
+                              '            backend:\n              service:\n'
+                              '                name: svc-b', 'host: b.test\n      http:\n'
+                              '        paths:\n          - path: /\n            pathType: Prefix\n'
+                              '            backend:\n              service:\n'
+                              '                name: svc-c'))
+    wait_until(lambda: pod_of(p, "/", "b.test") == (200, "pod-c"), 5, msg="b.test -> pod-c")
+    check(pod_of(p, "/", "a.test") == (200, "pod-a"), "other routes unchanged")
+
+
+@test
 def validate_missing_listen():
     rc, out = check_config("apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  workers: 1\n")
     check(rc == 1, "ProxyConfig without spec.listen: exit %d, want 1\n%s" % (rc, out))
