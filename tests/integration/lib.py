@@ -145,7 +145,18 @@ def cleanup(keep=0):
         _unregister(obj)
 
 
-atexit.register(cleanup)
+_tmpdirs = []
+
+
+def _rm_tmpdirs():
+    if os.environ.get("KEEP_TMP"):
+        return
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_rm_tmpdirs)
+atexit.register(cleanup)  # runs first (atexit is LIFO): processes stop, then dirs go
 
 
 def _on_signal(sig, frame):
@@ -791,6 +802,7 @@ class Proxy(_Proc):
     def __init__(self, config_yaml, args=(), wait=True, timeout=10.0, env=None,
                  filename="ingressd.yaml"):
         self.dir = tempfile.mkdtemp(prefix="ingressd-it-")
+        _tmpdirs.append(self.dir)
         self.path = os.path.join(self.dir, filename)
         self.log_path = os.path.join(self.dir, "stderr.log")
         self.config = config_yaml
@@ -886,14 +898,14 @@ class Proxy(_Proc):
         self.send_signal(signal.SIGHUP)
 
     def stop(self, timeout=35.0, sig=signal.SIGTERM):
+        """SIGTERM (drain), wait up to TIMEOUT, SIGKILL after; return the exit code.
+        The temp dir (config, log) stays until the test script exits, so .log() still
+        works after stop(); KEEP_TMP=1 keeps it for good."""
         rc = super().stop(timeout, sig)
         try:
             self._logf.close()
         except OSError:
             pass
-        if os.environ.get("KEEP_TMP") is None and self.dir and rc is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
         return rc
 
     def __repr__(self):
