@@ -139,6 +139,25 @@ def no_ready_endpoint_503_refused_502():
 
 
 @test
+def tls_listener_terminates():
+    pods()
+    ca = make_cert("test CA", ["ca.test"])
+    crt, key = make_cert("a.test", ["a.test", "*.a.test"], ca=ca)
+    tls_addr = "127.0.0.1:%d" % (BASE + 2)
+    cfg = (proxy_config(listen=[LISTEN, {"address": tls_addr, "tls": True}], admin=ADMIN)
+           + secret_tls("a-tls", crt, key)
+           + backend("svc-a", ["127.0.0.2:%d" % PODPORT])
+           + ingress("a", [("a.test", "/", "Prefix", "svc-a", 80)], tls=[(["a.test"], "a-tls")]))
+    p = Proxy(cfg)
+    cafile = os.path.join(p.dir, "ca.pem")
+    with open(cafile, "wb") as f:
+        f.write(ca[0])
+    st, h, body = http("GET", "https://%s/" % tls_addr, {"Host": "a.test"}, sni="a.test",
+                       context=tls_context(cafile=cafile))
+    check(st == 200 and h.get("X-Pod") == "pod-a", "HTTPS with SNI a.test, verified: %s" % st)
+
+
+@test
 def admin_healthz():
     pods()
     p = Proxy(two_services())
