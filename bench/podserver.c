@@ -740,9 +740,19 @@ static void start_linger(struct conn *c)
 static bool settle(struct conn *c)
 {
     if (!c->lingering) {
-        if (q_flush(c) < 0) {
-            conn_free(c);
-            return false;
+        /* a backlog (OUT_HIGH) may have stopped parsing with pipelined requests
+         * still buffered: once the socket took some, answer them too */
+        for (int round = 0; round < 64; round++) {
+            if (q_flush(c) < 0) {
+                conn_free(c);
+                return false;
+            }
+            size_t before = c->in_len;
+            if (before == 0 || c->closing || c->delayed || c->qbytes >= OUT_HIGH)
+                break;
+            process(c);
+            if (c->in_len == before)
+                break;
         }
         if (c->closing && c->qlen == 0 && !c->delayed)
             start_linger(c);

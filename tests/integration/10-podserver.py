@@ -114,6 +114,17 @@ def pipelining_in_order():
 
 
 @test
+def pipelined_big_responses_past_backpressure():
+    Pod(A, "bp")
+    n = 3000000
+    req = b"GET /?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n
+    out = raw(A, req * 3 + b"GET /?size=5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              timeout=10)
+    rs = parse_responses(out)
+    check([len(r[2]) for r in rs] == [n, n, n, 5], "all four answered: %r" % [len(r[2]) for r in rs])
+
+
+@test
 def malformed_gets_400_and_close():
     Pod(A, "bad")
     out = raw(A, b"GARBAGE\r\n\r\n", timeout=3)
