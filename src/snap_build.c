@@ -408,6 +408,28 @@ static struct hc_ep *prev_hc(const struct snap_backend *pb, struct smap *pmap, u
     return pe->hc;
 }
 
+/* decimal of v into buf[12], returns the start */
+static const char *u32_str(uint32_t v, char buf[12])
+{
+    char *q = buf + 11;
+    *q = '\0';
+    do
+        *--q = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return q;
+}
+
+/* appends s to buf (NUL-terminated); false when it does not fit */
+static bool buf_cat(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t l = strlen(s);
+    if (*len + l + 1 > cap)
+        return false;
+    memcpy(buf + *len, s, l + 1);
+    *len += l;
+    return true;
+}
+
 /* the backend index for an Ingress backend, creating it on first use; -1 = none */
 static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct k8s_ing_backend *bk)
 {
@@ -421,12 +443,19 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
     const char *svckey = nskey(b, is_ing ? ingo->meta.ns : bk->ns ? bk->ns : "default", bk->service);
     const struct k8s_obj *so = snap__find(b, K8S_SERVICE, svckey);
     const struct k8s_svc_port *sp = so ? svc_port(&so->u.svc, bk) : NULL;
-    char portbuf[16];
-    const char *port = sp ? (snprintf(portbuf, sizeof(portbuf), "%u", sp->port), portbuf)
-                          : bk->port_name ? bk->port_name
-                                          : (snprintf(portbuf, sizeof(portbuf), "%u", bk->port_number), portbuf);
-    const char *name = ip->any ? arena_printf(b->a, "%s:%s@%s", svckey, port, ingo->key)
-                               : arena_printf(b->a, "%s:%s", svckey, port);
+    /* the name, built on the stack: most calls find an existing backend */
+    char namebuf[768], portbuf[12];
+    const char *port = bk->port_name && !sp ? bk->port_name
+                                            : u32_str(sp ? sp->port : bk->port_number, portbuf);
+    size_t nl = 0;
+    bool fits = buf_cat(namebuf, sizeof(namebuf), &nl, svckey) &&
+                buf_cat(namebuf, sizeof(namebuf), &nl, ":") &&
+                buf_cat(namebuf, sizeof(namebuf), &nl, port) &&
+                (!ip->any || (buf_cat(namebuf, sizeof(namebuf), &nl, "@") &&
+                              buf_cat(namebuf, sizeof(namebuf), &nl, ingo->key)));
+    if (!fits)
+        return -1; /* names are bounded by the API (253 + 63 + 253 + ...) */
+    const char *name = namebuf;
     uintptr_t have = (uintptr_t)smap_get(&b->be_idx, 0, name);
     if (have)
         return (int)(have - 1);
@@ -439,6 +468,7 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
             abort();
     }
     uint32_t idx = b->nbes++;
+    name = arena_strndup(b->a, namebuf, nl);
     smap_set(&b->be_idx, 0, name, (void *)(uintptr_t)(idx + 1));
     struct snap_backend *be = &b->bes[idx];
     const struct snap_settings *cfg = &b->s->cfg;
