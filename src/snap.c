@@ -75,6 +75,7 @@ struct snap_doc {
     char *key;                         /* "HASH/LEN/FILE" (malloc) */
     struct k8s_obj **objs;             /* refs */
     uint32_t nobjs;
+    unsigned line0;                    /* where the document began when its objects were decoded */
 };
 
 struct snap_objset {
@@ -432,8 +433,17 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
             g->first = objs->n;
             g->n = doc->nobjs;
             g->cached = true;
-            for (uint32_t j = 0; j < doc->nobjs; j++)
+            g->decoded_line0 = doc->line0;
+            /*
+             * Positions inside the reused objects are those of decode time;
+             * line_shift maps them to this file. Only the loader reads it
+             * (workers never look at positions), so setting it on a shared
+             * object is safe.
+             */
+            for (uint32_t j = 0; j < doc->nobjs; j++) {
+                doc->objs[j]->line_shift = (int32_t)g->line0 - (int32_t)doc->line0;
                 k8s_objs_push(objs, k8s_obj_ref(doc->objs[j]));
+            }
             continue;
         }
         ok = seg_decode(g, objs, b->errs);
@@ -521,7 +531,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
             o = materialize(&b, &objs, i);
             k8s_obj_error(o, errs, o->pos, "%s is already defined at %s:%u:%u",
                           o->kind == K8S_PROXYCONFIG ? "a ProxyConfig" : "this object", first->file,
-                          first->pos.line, first->pos.col);
+                          (unsigned)((int32_t)first->pos.line + first->line_shift),
+                          first->pos.col);
             quarantine(&b, o, false);
             k8s_obj_put(o);
             objs.v[i] = NULL;
@@ -631,6 +642,7 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
                 abort();
         }
         struct snap_doc *doc = &os->docs[os->ndocs++];
+        doc->line0 = g->cached ? g->decoded_line0 : g->line0;
         doc->key = g->key;
         g->key = NULL;
         doc->nobjs = g->n;

@@ -592,7 +592,7 @@ static void add_route(struct build *b, const struct k8s_obj *o, const struct k8s
         .type = regex ? ROUTE_REGEX : p->path_type == K8S_PATH_EXACT ? ROUTE_EXACT : ROUTE_PREFIX,
         .action = act,
         .file = o->file,
-        .line = p->pos.line,
+        .line = (unsigned)((int32_t)p->pos.line + o->line_shift),
         .col = p->pos.col,
         .obj = o->id,
     };

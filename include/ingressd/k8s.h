@@ -303,6 +303,7 @@ struct k8s_obj {
     struct k8s_pos pos;                /* of the object's map */
     struct k8s_meta meta;
     uint32_t seq;                      /* position in the stream (file order) */
+    int32_t line_shift;                /* reused on a reload: add to every line (loader only) */
     uint32_t nerrors;                  /* decode + cross-check errors (0 = good) */
     const char *first_error;           /* first error message, for quarantine records */
     struct k8s_pos first_error_pos;

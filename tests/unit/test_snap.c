@@ -511,3 +511,29 @@ Test(snap, a_directory_of_yaml_files_is_one_configuration)
     free(ing);
     cfg_errs_free(&errs);
 }
+
+Test(snap, reused_objects_report_shifted_lines)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *a = ingress("a", "", "", "shop.example.com");
+    char *b2 = ingress("b", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s%s", svc_web, a, b2) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    cr_assert_eq(errs.nwarnings, 1, "the same host/path twice: the first Ingress wins");
+    unsigned line1 = errs.v[0].line;
+    free(text);
+    /* three more lines before the Ingresses: both are reused, the warning moves with them */
+    cr_assert(asprintf(&text, PC "---\n# one\n# two\n%s%s%s", svc_web, a, b2) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nwarnings, 2);
+    cr_assert_eq(errs.v[errs.n - 1].line, line1 + 3, "got %u want %u", errs.v[errs.n - 1].line,
+                 line1 + 3);
+    snap_release(s1);
+    snap_release(s2);
+    free(text), free(a), free(b2);
+    cfg_errs_free(&errs);
+}
