@@ -21,7 +21,7 @@ for it in range(int(sys.argv[2]) if len(sys.argv) > 2 else 300):
         elif op == 4: lines[i] = lines[i].lstrip()
         elif op == 5: lines[i] = lines[i].replace(': ', ': [', 1)
     open('/tmp/fz.yaml', 'w').write('\n'.join(lines))
-    p = subprocess.run(['os.environ.get("B", "build-asan") + "/ingressd"', '-t', '-c', '/tmp/fz.yaml'], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([os.environ.get('B', 'build-asan') + '/ingressd', '-t', '-c', '/tmp/fz.yaml'], capture_output=True, text=True, timeout=60)
     if p.returncode not in (0, 1) or 'Sanitizer' in p.stderr or 'runtime error' in p.stderr:
         bad += 1
         os.rename('/tmp/fz.yaml', f'/tmp/fz-bad-{it}.yaml')
