@@ -501,6 +501,15 @@ static struct k8s_obj *materialize(struct build *b, struct k8s_objs *objs, uint3
     return objs->v[i];
 }
 
+/*
+ * Reads path (file or directory), decodes, checks and builds a snapshot; see
+ * snap.h. prev (may be NULL) lends the last good version of objects that are
+ * now broken, its decoded documents and its health entries; it is only read,
+ * and the caller keeps its ref for the whole call. Returns NULL (and changes
+ * nothing) when the input cannot be read or is not valid YAML, when no
+ * ProxyConfig survives, or with opts->strict on any error. Diagnostics are
+ * appended to errs, sorted by position. Loader thread or main.
+ */
 struct snap *snap_load(const char *path, const struct snap *prev, const struct snap_load_opts *opts,
                        struct cfg_errs *errs)
 {
@@ -662,6 +671,11 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     return s;
 }
 
+/*
+ * Drops one ref; the last one puts every health entry, frees the upstream
+ * SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
+ * the arena. Any thread (workers drop the last ref of an old snapshot).
+ */
 void snap_release(struct snap *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
@@ -681,6 +695,7 @@ void snap_release(struct snap *s)
     free(s);
 }
 
+/* linear: for the admin listener and tests, never the request path */
 const struct snap_backend *snap_find_backend(const struct snap *s, const char *name)
 {
     for (uint32_t i = 0; s && i < s->nbackends; i++)
