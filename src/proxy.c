@@ -80,11 +80,6 @@ static uint64_t now_us(void)
 
 static inline const struct snap_timeouts *TO(const struct px_req *r) { return &r->snap->cfg.timeouts; }
 
-static void set_tv(struct timeval *tv, uint32_t ms)
-{
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (ms % 1000) * 1000;
-}
 
 /* ---- small string building (bounded; never overflows, reports it) ---- */
 
@@ -592,9 +587,7 @@ static void attach(struct px_req *r, bool fresh)
         if (!r->req_done)
             pump_req(r);
         else {
-            struct timeval tv;
-            set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
-            bufferevent_set_timeouts(u->bev, &tv, NULL);
+            ups_read_timeout(u, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
         }
     } else {
         r->state = PX_CONNECTING;
@@ -718,17 +711,15 @@ static void pump_req(struct px_req *r)
     if (evbuffer_get_length(out) >= PX_HIGH_WM) {
         if (!r->ds_paused) {
             r->ds_paused = true;
-            bufferevent_disable(r->ds->bev, EV_READ);
+            conn_read_enable(r->ds, false);
         }
     } else if (r->ds_paused) {
         r->ds_paused = false;
-        bufferevent_enable(r->ds->bev, EV_READ);
+        conn_read_enable(r->ds, true);
     }
     if (r->req_done) {
         conn_timer(r->ds, 0);
-        struct timeval tv;
-        set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
-        bufferevent_set_timeouts(r->us->bev, &tv, NULL);
+        ups_read_timeout(r->us, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
         return;
     }
     conn_timer(r->ds, TO(r)->client_body ? TO(r)->client_body : 60000);
@@ -831,16 +822,22 @@ static void enter_tunnel(struct px_req *r)
     c->state = CONN_TUNNEL;
     conn_timer(c, 0);
     uint32_t ms = TO(r)->tunnel_idle ? TO(r)->tunnel_idle : 3600000;
-    struct timeval tv;
-    set_tv(&tv, ms);
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
-    bufferevent_set_timeouts(u->bev, &tv, NULL);
+    conn_read_timeout(c, ms);
+    ups_read_timeout(u, ms);
     evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(u->bev));
     evbuffer_add_buffer(bufferevent_get_output(u->bev), bufferevent_get_input(c->bev));
     conn_flush(c);
     ups_flush(u);
-    bufferevent_enable(c->bev, EV_READ);
-    bufferevent_enable(u->bev, EV_READ);
+    conn_read_enable(c, true);
+    ups_read_enable(u, true);
+}
+
+static void read_enable(struct px_req *r, struct bufferevent *src, bool on)
+{
+    if (src == r->ds->bev)
+        conn_read_enable(r->ds, on);
+    else
+        ups_read_enable(r->us, on);
 }
 
 static void tunnel_move(struct px_req *r, struct bufferevent *src, struct bufferevent *dst,
@@ -859,11 +856,11 @@ static void tunnel_move(struct px_req *r, struct bufferevent *src, struct buffer
     if (evbuffer_get_length(out) >= PX_HIGH_WM) {
         if (!*paused) {
             *paused = true;
-            bufferevent_disable(src, EV_READ);
+            read_enable(r, src, false);
         }
     } else if (*paused) {
         *paused = false;
-        bufferevent_enable(src, EV_READ);
+        read_enable(r, src, true);
     }
 }
 
@@ -992,11 +989,11 @@ static void pump_resp(struct px_req *r)
     if (evbuffer_get_length(out) >= PX_HIGH_WM) {
         if (!r->us_paused) {
             r->us_paused = true;
-            bufferevent_disable(u->bev, EV_READ);
+            ups_read_enable(u, false);
         }
     } else if (r->us_paused) {
         r->us_paused = false;
-        bufferevent_enable(u->bev, EV_READ);
+        ups_read_enable(u, true);
     }
 }
 
@@ -1087,8 +1084,8 @@ static void px_finish(struct px_req *r)
     }
     bool close = r->close_after || !r->req_done;
     if (r->ds_paused)
-        bufferevent_enable(c->bev, EV_READ);
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
+        conn_read_enable(c, true);
+    conn_read_timeout(c, 0);
     px_release(r);
     req_put(w, r);
     conn_request_done(c, close);
@@ -1136,7 +1133,7 @@ void px_ds_read(struct px_req *r)
         /* body bytes wait for the connect; do not buffer an upload meanwhile */
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) >= PX_HIGH_WM && !r->ds_paused) {
             r->ds_paused = true;
-            bufferevent_disable(c->bev, EV_READ);
+            conn_read_enable(c, false);
         }
         return;
     default:
@@ -1145,7 +1142,7 @@ void px_ds_read(struct px_req *r)
     /* pipelined bytes wait for their turn; hold back past a limit */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 64 * 1024 && !c->read_paused) {
         c->read_paused = true;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_enable(c, false);
     }
 }
 
@@ -1155,7 +1152,7 @@ void px_ds_write(struct px_req *r)
         return;
     if (r->us_paused && r->us) {
         r->us_paused = false;
-        bufferevent_enable(r->us->bev, EV_READ);
+        ups_read_enable(r->us, true);
         if (r->state == PX_TUNNEL)
             tunnel_move(r, r->us->bev, r->ds->bev, &r->us_paused);
         else if (r->state == PX_RESP_BODY)
@@ -1175,7 +1172,7 @@ void px_ds_eof(struct px_req *r, bool error)
     if (!error && r->req_done) {
         /* half-close after a whole request: answer it, then close */
         r->close_after = true;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_enable(c, false);
         return;
     }
     px_abort(r);
@@ -1223,7 +1220,7 @@ void px_us_write(struct px_req *r)
 {
     if (r->ds_paused) {
         r->ds_paused = false;
-        bufferevent_enable(r->ds->bev, EV_READ);
+        conn_read_enable(r->ds, true);
         if (r->state == PX_TUNNEL)
             tunnel_move(r, r->ds->bev, r->us->bev, &r->ds_paused);
         else if (!r->req_done)
@@ -1236,14 +1233,11 @@ void px_us_event(struct px_req *r, short what)
     struct ups_conn *u = r->us;
     if (what & BEV_EVENT_CONNECTED) {
         r->state = PX_WAIT_RESP;
-        bufferevent_set_timeouts(u->bev, NULL, NULL);
-        if (!r->req_done) {
+        bufferevent_set_timeouts(u->bev, NULL, NULL); /* the connect timeout is over */
+        if (!r->req_done)
             pump_req(r);
-        } else {
-            struct timeval tv;
-            set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
-            bufferevent_set_timeouts(u->bev, &tv, NULL);
-        }
+        else
+            ups_read_timeout(u, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
         return;
     }
     bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
