@@ -47,7 +47,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,7 +440,7 @@ void px_start(struct conn *c, long head_len)
         }
     }
     const struct snap_backend *be = rt->backend;
-    if (!be || be->nready == 0) {
+    if (!be || (be->nready == 0 && !(be->external_name && be->neps == 0))) {
         static const char ra[] = "Retry-After: 1\r\n";
         px_error(r, 503, ra, sizeof(ra) - 1);
         return;
@@ -556,6 +558,10 @@ static void report(struct px_req *r, enum lb_result res)
 {
     if (!r->ep)
         return;
+    if (r->ep == &r->ext_ep) { /* ExternalName: no endpoint state to feed */
+        r->ep = NULL;
+        return;
+    }
     lb_done(r->be, r->ep, res, now_us() - r->t_try_us);
     r->ep = NULL;
 }
@@ -594,8 +600,74 @@ static void attach(struct px_req *r, bool fresh)
     }
 }
 
+/* ---- ExternalName: the Service names a DNS name, resolved per request ---- */
+
+static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
+{
+    if (err == EVUTIL_EAI_CANCEL) {
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        return; /* the request went away (px_abort) */
+    }
+    struct px_req *r = arg;
+    r->dnsreq = NULL;
+    if (err || !ai) {
+        log_warn("ExternalName %s: %s", r->be->external_name, evutil_gai_strerror(err));
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        r->last_res = LB_CONNECT_FAIL;
+        px_error(r, 502, NULL, 0);
+        return;
+    }
+    memcpy(&r->ext_ep.sa, ai->ai_addr, ai->ai_addrlen);
+    r->ext_ep.salen = (socklen_t)ai->ai_addrlen;
+    evutil_freeaddrinfo(ai);
+    r->ep = &r->ext_ep;
+    r->attempts++;
+    r->t_try_us = now_us();
+    attach(r, false);
+}
+
+static void ext_connect(struct px_req *r)
+{
+    const struct snap_backend *be = r->be;
+    struct wrk *w = r->w;
+    if (r->attempts > 0) {
+        final_failure(r); /* one address, one try */
+        return;
+    }
+    memset(&r->ext_ep, 0, sizeof(r->ext_ep));
+    r->ext_ep.addr = be->external_name;
+    r->ext_ep.ready = true;
+    if (!w->dns)
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!w->dns) {
+        px_error(r, 502, NULL, 0);
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", be->external_port ? be->external_port : 80);
+    struct evutil_addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    r->state = PX_RESOLVING;
+    /* may answer at once (literal address, /etc/hosts): ext_resolved runs first */
+    struct evdns_getaddrinfo_request *q =
+        evdns_getaddrinfo(w->dns, be->external_name, port, &hints, ext_resolved, r);
+    if (q && r->state == PX_RESOLVING)
+        r->dnsreq = q;
+}
+
 static void px_connect(struct px_req *r)
 {
+    if (r->be->external_name && r->be->neps == 0) {
+        ext_connect(r);
+        return;
+    }
     if (r->attempts > retries_allowed(r) || r->lbr.ntried >= LB_MAX_TRIED) {
         final_failure(r);
         return;
@@ -1095,6 +1167,11 @@ void px_abort(struct px_req *r)
 {
     if (!r || r->magic != PX_MAGIC)
         return;
+    if (r->dnsreq) {
+        struct evdns_getaddrinfo_request *q = r->dnsreq;
+        r->dnsreq = NULL;
+        evdns_getaddrinfo_cancel(q);
+    }
     struct conn *c = r->ds;
     struct ups_conn *u = r->us;
     r->us = NULL;

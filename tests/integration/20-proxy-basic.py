@@ -310,4 +310,21 @@ def connect_failure_retried_on_another_endpoint():
         check(st == 200 and h["X-Pod"] == "pod-a", "request %d: %s" % (i, st))
 
 
+@test
+def external_name_services():
+    Pod("127.0.0.1:%d" % (BASE + 5), "ext-local")
+    Pod("127.0.0.6:%d" % (BASE + 5), "ext-ip")
+    p = Proxy(proxy_config(listen=[LISTEN], workers=1) +
+              service("byname", [("http", BASE + 5, BASE + 5)], type="ExternalName",
+                      external_name="localhost") +
+              service("byip", [("http", BASE + 5, BASE + 5)], type="ExternalName",
+                      external_name="127.0.0.6") +
+              ingress("web", [("n.test", "/", "Prefix", "byname", BASE + 5),
+                              ("i.test", "/", "Prefix", "byip", BASE + 5)]))
+    st, h, _ = http("GET", p.url("/"), {"Host": "n.test"})
+    check(st == 200 and h["X-Pod"] == "ext-local", "ExternalName localhost: %s %s" % (st, h["X-Pod"]))
+    st, h, _ = http("GET", p.url("/"), {"Host": "i.test"})
+    check(st == 200 and h["X-Pod"] == "ext-ip", "ExternalName 127.0.0.6: %s %s" % (st, h["X-Pod"]))
+
+
 main()
