@@ -706,7 +706,7 @@ static void px_connect(struct px_req *r)
 }
 
 /* the attempt on r->us failed before any response byte */
-static void attempt_failed(struct px_req *r, enum lb_result res)
+static void attempt_failed(struct px_req *r, enum lb_result res, bool connecting)
 {
     struct ups_conn *u = r->us;
     bool reused = u && u->reused;
@@ -715,8 +715,8 @@ static void attempt_failed(struct px_req *r, enum lb_result res)
     r->last_res = res;
     if (res == LB_TIMEOUT)
         WRK_INC(r->w, upstream_timeouts);
-    bool nothing_sent = res == LB_CONNECT_FAIL;
-    bool replayable = !r->body_started && (r->idempotent || nothing_sent);
+    /* the pod never saw a request whose connect failed: any method may go elsewhere */
+    bool replayable = !r->body_started && (r->idempotent || connecting);
     /* a pooled connection the pod had closed: once more on a fresh one */
     if (reused && res == LB_RESET && replayable && !r->fresh_retry && r->ep) {
         r->fresh_retry = true;
@@ -724,9 +724,10 @@ static void attempt_failed(struct px_req *r, enum lb_result res)
         return;
     }
     report(r, res);
-    bool retry = replayable &&
-                 (res != LB_TIMEOUT || nothing_sent || (r->be->retry_on & RETRY_ON_TIMEOUT));
-    if (!retry) {
+    uint32_t on = r->be->retry_on;
+    bool allowed = connecting ? (on & (RETRY_ON_ERROR | (res == LB_TIMEOUT ? RETRY_ON_TIMEOUT : 0)))
+                              : (on & (res == LB_TIMEOUT ? RETRY_ON_TIMEOUT : RETRY_ON_ERROR));
+    if (!replayable || !allowed) {
         final_failure(r);
         return;
     }
@@ -1321,7 +1322,7 @@ void px_us_event(struct px_req *r, short what)
     switch (r->state) {
     case PX_CONNECTING:
         WRK_INC(r->w, upstream_connect_errors);
-        attempt_failed(r, timeout ? LB_TIMEOUT : LB_CONNECT_FAIL);
+        attempt_failed(r, timeout ? LB_TIMEOUT : LB_CONNECT_FAIL, true);
         return;
     case PX_WAIT_RESP:
         if (!timeout && (what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_input(u->bev))) {
@@ -1339,7 +1340,7 @@ void px_us_event(struct px_req *r, short what)
             final_failure(r);
             return;
         }
-        attempt_failed(r, timeout ? LB_TIMEOUT : LB_RESET);
+        attempt_failed(r, timeout ? LB_TIMEOUT : LB_RESET, false);
         return;
     case PX_RESP_BODY:
         if (!timeout && (what & BEV_EVENT_EOF)) {
