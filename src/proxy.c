@@ -482,8 +482,7 @@ void px_start(struct conn *c, long head_len)
                 continue;
             break;
         case H1H_XFF:
-            if (!xff.p)
-                xff = h->value;
+            xff = h->value; /* all of them are joined below, in order */
             continue;
         case H1H_XREQUEST_ID:
             if (!r->reqid_from_client)
@@ -503,9 +502,13 @@ void px_start(struct conn *c, long head_len)
         SB_LIT(&b, "\r\n");
     }
     SB_LIT(&b, "X-Forwarded-For: ");
-    if (xff.n) {
-        sb_str(&b, xff);
-        SB_LIT(&b, ", ");
+    if (xff.p) {
+        for (uint32_t i = 0; i < m->nhdrs; i++) {
+            if (m->hdrs[i].kind == H1H_XFF && m->hdrs[i].value.n) {
+                sb_str(&b, m->hdrs[i].value);
+                SB_LIT(&b, ", ");
+            }
+        }
     }
     sb_put(&b, c->ip, c->ipn);
     SB_LIT(&b, "\r\nX-Real-IP: ");
