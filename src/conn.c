@@ -23,6 +23,12 @@
  * input left after a response is processed from the same reap event, so a
  * request never starts inside the previous one's stack.
  *
+ * I/O on plain sockets costs two syscalls per request and direction: our
+ * own read event reads into the bufferevent's input (conn_sock_read: no
+ * FIONREAD before each read, as evbuffer_read does), and responses are
+ * written right away (conn_flush: no EPOLLOUT round trip; EV_WRITE only
+ * while the socket is full). TLS connections leave both to the bufferevent.
+ *
  * Before a close with unread input, the connection half-closes and reads
  * (discarding) for a short linger, so an error response sent while the
  * client is still uploading is not destroyed by a TCP reset.
