@@ -605,6 +605,59 @@ static void attach(struct px_req *r, bool fresh)
 
 /* ---- ExternalName: the Service names a DNS name, resolved per request ---- */
 
+/*
+ * A small per-worker cache of ExternalName answers (evdns has none), so a
+ * busy ExternalName route does not resolve on every request. Entries live
+ * EXT_TTL_MS; the cache is tiny and searched linearly.
+ */
+#define EXT_CACHE 16
+#define EXT_TTL_MS 10000
+
+struct ext_entry {
+    char name[128];
+    uint16_t port;
+    socklen_t salen;
+    struct sockaddr_storage sa;
+    uint64_t expires_us;
+};
+
+static _Thread_local struct ext_entry ext_cache[EXT_CACHE];
+
+static struct ext_entry *ext_find(const char *name, uint16_t port, uint64_t now)
+{
+    for (int i = 0; i < EXT_CACHE; i++) {
+        struct ext_entry *e = &ext_cache[i];
+        if (e->expires_us > now && e->port == port && !strcmp(e->name, name))
+            return e;
+    }
+    return NULL;
+}
+
+static void ext_store(const char *name, uint16_t port, const struct sockaddr *sa, socklen_t len)
+{
+    if (strlen(name) >= sizeof(ext_cache[0].name) || len > sizeof(struct sockaddr_storage))
+        return;
+    struct ext_entry *victim = &ext_cache[0];
+    for (int i = 0; i < EXT_CACHE; i++) {
+        if (ext_cache[i].expires_us < victim->expires_us)
+            victim = &ext_cache[i];
+        if (ext_cache[i].port == port && !strcmp(ext_cache[i].name, name)) {
+            victim = &ext_cache[i];
+            break;
+        }
+    }
+    snprintf(victim->name, sizeof(victim->name), "%s", name);
+    victim->port = port;
+    memcpy(&victim->sa, sa, len);
+    victim->salen = len;
+    victim->expires_us = now_us() + (uint64_t)EXT_TTL_MS * 1000;
+}
+
+static uint16_t ext_port(const struct snap_backend *be)
+{
+    return be->external_port ? be->external_port : 80;
+}
+
 static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
 {
     if (err == EVUTIL_EAI_CANCEL) {
@@ -624,6 +677,7 @@ static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
     }
     memcpy(&r->ext_ep.sa, ai->ai_addr, ai->ai_addrlen);
     r->ext_ep.salen = (socklen_t)ai->ai_addrlen;
+    ext_store(r->be->external_name, ext_port(r->be), ai->ai_addr, (socklen_t)ai->ai_addrlen);
     evutil_freeaddrinfo(ai);
     r->ep = &r->ext_ep;
     r->attempts++;
@@ -642,6 +696,16 @@ static void ext_connect(struct px_req *r)
     memset(&r->ext_ep, 0, sizeof(r->ext_ep));
     r->ext_ep.addr = be->external_name;
     r->ext_ep.ready = true;
+    struct ext_entry *e = ext_find(be->external_name, ext_port(be), now_us());
+    if (e) {
+        memcpy(&r->ext_ep.sa, &e->sa, e->salen);
+        r->ext_ep.salen = e->salen;
+        r->ep = &r->ext_ep;
+        r->attempts++;
+        r->t_try_us = now_us();
+        attach(r, false);
+        return;
+    }
     if (!w->dns)
         w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                              EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -650,7 +714,7 @@ static void ext_connect(struct px_req *r)
         return;
     }
     char port[8];
-    snprintf(port, sizeof(port), "%u", be->external_port ? be->external_port : 80);
+    snprintf(port, sizeof(port), "%u", ext_port(be));
     struct evutil_addrinfo hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;

@@ -321,8 +321,10 @@ def external_name_services():
                       external_name="127.0.0.6") +
               ingress("web", [("n.test", "/", "Prefix", "byname", BASE + 5),
                               ("i.test", "/", "Prefix", "byip", BASE + 5)]))
-    st, h, _ = http("GET", p.url("/"), {"Host": "n.test"})
-    check(st == 200 and h["X-Pod"] == "ext-local", "ExternalName localhost: %s %s" % (st, h["X-Pod"]))
+    for i in range(3):  # the first resolves, the others hit the worker's cache
+        st, h, _ = http("GET", p.url("/"), {"Host": "n.test"})
+        check(st == 200 and h["X-Pod"] == "ext-local", "ExternalName localhost: %s %s" %
+              (st, h["X-Pod"]))
     st, h, _ = http("GET", p.url("/"), {"Host": "i.test"})
     check(st == 200 and h["X-Pod"] == "ext-ip", "ExternalName 127.0.0.6: %s %s" % (st, h["X-Pod"]))
 
