@@ -28,8 +28,8 @@ HC = {
 }
 
 
-def config(addrs, annotations=None, workers=2):
-    return (proxy_config(listen=[LISTEN], admin=ADMIN, workers=workers)
+def config(addrs, annotations=None, workers=2, extra_spec=None):
+    return (proxy_config(listen=[LISTEN], admin=ADMIN, workers=workers, extra_spec=extra_spec)
             + backend("web", addrs, annotations=annotations)
             + ingress("web", [("hc.test", "/", "Prefix", "web", 80)]))
 
@@ -155,6 +155,50 @@ def pod_answering_5xx_is_ejected_passively():
     check(len(bad.requests) <= 8, "ejected after 5 consecutive failures: saw %d"
           % len(bad.requests))
     check(health(p).get(bad.addr) == "ejected", "admin shows it ejected: %r" % health(p))
+
+
+def sick_pod(addr, name):
+    """Serves / with 200 but fails its health check path with 503."""
+    def h(pod, sock, req):
+        keep = PyPod._keep(req)
+        if req.target.startswith("/healthz"):
+            PyPod.send_response(sock, 503, b"sick\n", keep=keep)
+        else:
+            PyPod.send_response(sock, 200, b"ok\n", [("X-Pod", pod.name)], keep=keep)
+        return keep
+    return PyPod(addr, h, name)
+
+
+@test
+def panic_threshold_fails_open_when_too_few_are_healthy():
+    good = Pod("127.0.0.2:%d" % (BASE + 5), "good")
+    sick = [sick_pod("127.0.0.%d:%d" % (3 + i, BASE + 5), "sick-%d" % i) for i in range(2)]
+    addrs = [good.addr] + [x.addr for x in sick]
+    p = Proxy(config(addrs, annotations=HC))
+    for x in sick:
+        wait_health(p, x.addr, "down", 5)
+    seen = spread(30)
+    check(seen == {"good": 30}, "without panic mode only the healthy pod serves: %r" % seen)
+    p.stop()
+    p = Proxy(config(addrs, annotations=HC, extra_spec={"panicThreshold": 50}))
+    for x in sick:
+        wait_health(p, x.addr, "down", 5)
+    seen = spread(30)
+    print("    1 of 3 healthy under panicThreshold 50: %r" % seen)
+    check(len(seen) == 3, "panic mode spreads over every ready pod: %r" % seen)
+
+
+@test
+def not_ready_endpoints_get_no_traffic():
+    pods = [Pod("127.0.0.%d:%d" % (2 + i, BASE + 6), "pod-%d" % i) for i in range(3)]
+    y = (proxy_config(listen=[LISTEN], admin=ADMIN, workers=2)
+         + service("web", [("http", 80, BASE + 6)])
+         + endpointslice("web", [("http", BASE + 6)],
+                         [pods[0].addr, (pods[1].addr, False), pods[2].addr])
+         + ingress("web", [("hc.test", "/", "Prefix", "web", 80)]))
+    Proxy(y)
+    seen = spread(40)
+    check(seen == {"pod-0": 20, "pod-2": 20}, "only ready endpoints, evenly: %r" % seen)
 
 
 main()
