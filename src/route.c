@@ -16,17 +16,20 @@
  *       wild  map  "foo.com"  --> route_host   |   ("*.foo.com" keyed by its suffix)
  *       any                   --> route_host   |   (rules without a host)
  *                                              v
- *       route_host: root route_node + regex list (longest pattern first)
- *       route_node: sorted edges "seg" -> child, and three actions:
+ *       route_host: name, root route_node, regex list (longest pattern first)
+ *       route_node: its segment, a sorted array of child nodes, three actions:
  *                   exact (path ends here), exact_slash (ends here + '/'),
  *                   prefix (every path that continues from here)
  *
- *   Host maps are open-addressed (FNV-1a, load <= 1/2) over lowercased names.
- *   Paths live in a trie of '/'-separated segments; children are sorted by
- *   (length, bytes) for binary search. A lookup walks the request path once,
- *   so its cost grows with the path's length (and the log of a node's fan-out),
- *   never with the number of rules. Regex paths cannot be indexed; they are
- *   the only per-rule cost and only hosts that use them pay it.
+ *   Host maps are open-addressed (64-bit multiply-xorshift hash, load <= 1/2)
+ *   over lowercased names. Paths live in a trie of '/'-separated segments; a
+ *   node's children are sorted by (length, first 8 bytes, rest) for binary
+ *   search. A lookup walks the request path once, so its cost grows with the
+ *   path's length (and the log of a node's fan-out), never with the number of
+ *   rules. Regex paths cannot be indexed; they are the only per-rule cost and
+ *   only hosts that use them pay it. Lookups are bound by cache misses, not
+ *   instructions, so each host is laid out as one block (header, name, then
+ *   its trie breadth-first) and a node is 64 bytes.
  *
  * Host precedence
  *
@@ -72,9 +75,10 @@
  *   in a scratch arena and on the malloc heap, dropped before returning; the
  *   frozen table lives entirely in the caller's arena except the PCRE2 code
  *   objects and the match context, which route_table_free() releases.
- *   route_match() allocates nothing; a regex match needs a pcre2_match_data,
- *   which each thread creates once and keeps (freed at thread exit through a
- *   pthread key). The strings of the specs are copied, the actions are not.
+ *   route_match() allocates nothing, with one exception: a regex match needs
+ *   a pcre2_match_data, which each thread creates on its first regex match
+ *   and keeps (freed at thread exit through a pthread key). The strings of the
+ *   specs are copied, the actions are not.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "ingressd/route.h"
@@ -93,19 +97,24 @@
 
 #define ROUTE_MATCH_LIMIT 1000000u   /* bounds backtracking on a hostile path */
 #define ROUTE_REGEX_OPTS PCRE2_ANCHORED
+#ifndef ROUTE_PREFETCH_MAX
+#define ROUTE_PREFETCH_MAX 16u       /* lines of a host's block fetched at once (1 KiB) */
+#endif
 
 /* ---- frozen table (lives in the snapshot arena) ---- */
 
-struct route_node;
-
-struct route_edge {
-    const char *seg;                   /* segment bytes, not NUL-terminated */
-    uint32_t len;
-    const struct route_node *node;
-};
-
+/*
+ * One trie node, one cache line. A node's children are an array of nodes
+ * (not pointers), sorted by (len, key, remaining bytes), so the binary search
+ * reads the candidates themselves and lands on the child without another hop;
+ * `key` holds the segment's first 8 bytes so most comparisons never touch
+ * the segment text.
+ */
 struct route_node {
-    const struct route_edge *kids;     /* sorted by (len, bytes) */
+    const struct route_node *kids;     /* nkids children, sorted (see route_seg_cmp) */
+    const char *seg;                   /* this node's segment (not NUL-terminated) */
+    uint64_t key;                      /* first min(len, 8) bytes of seg, zero-padded */
+    uint32_t len;                      /* segment length */
     uint32_t nkids;
     uint32_t prefix_len;               /* Prefix rule text length, trailing '/' dropped */
     const struct snap_route *exact;    /* Exact rule ending at this node */
@@ -120,16 +129,18 @@ struct route_rx {
     const struct snap_route *action;
 };
 
+/* A host's block: this header, its name, then its trie breadth-first, adjacent. */
 struct route_host {
-    const char *name;                  /* lowercased; a wildcard's suffix after "*." */
-    uint32_t len;
-    struct route_node root;            /* the path "/" */
     const struct route_rx *rx;         /* longest pattern first, then declaration order */
     uint32_t nrx;
+    uint32_t len;                      /* of name */
+    struct route_node root;            /* the path "/" */
+    char name[];                       /* lowercased; a wildcard's suffix after "*." */
 };
 
 struct route_slot {
-    uint64_t hash;
+    uint32_t tag;                      /* high half of the host's hash (the low half indexes) */
+    uint32_t lines;                    /* 64-byte lines of its contiguous block to prefetch */
     const struct route_host *host;     /* NULL = empty slot */
 };
 
@@ -155,23 +166,86 @@ static inline unsigned char route_lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-/* FNV-1a 64 over already-lowercased bytes */
-static inline uint64_t route_hash(const char *p, size_t n)
+/*
+ * 8 bytes at a time over already-lowercased bytes (a multiply-xorshift mix).
+ * Keys come from the configuration, never from clients, so flooding is moot;
+ * speed on 20-40 byte host names is what counts.
+ */
+static inline uint64_t route_hash_word(uint64_t h, uint64_t w)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-    return h;
+    h = (h ^ w) * 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 32);
 }
 
-/* fold the high bits in: FNV's low bits alone cluster on similar names */
-static inline uint32_t route_slot_of(uint64_t h) { return (uint32_t)(h ^ (h >> 29)); }
-
-static inline int route_seg_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen)
+static inline uint64_t route_hash_final(uint64_t h)
 {
-    if (alen != blen)
-        return alen < blen ? -1 : 1;
-    return memcmp(a, b, alen);
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 32);
+}
+
+/* the tail word is zero-padded, so route_match() may hash as it lowercases */
+static inline uint64_t route_hash(const char *p, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n, w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = route_hash_word(h, w);
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, p, n);
+        h = route_hash_word(h, w);
+    }
+    return route_hash_final(h);
+}
+
+/* ASCII lowercase of 8 bytes at once (bytes >= 0x80 pass through) */
+static inline uint64_t route_lower8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    uint64_t x = w & (0x7f * ones);
+    uint64_t ge_a = x + (0x80 - 'A') * ones;        /* high bit set when byte >= 'A' */
+    uint64_t gt_z = x + (0x80 - 'Z' - 1) * ones;    /* high bit set when byte > 'Z' */
+    uint64_t upper = (ge_a ^ gt_z) & ~w & (0x80 * ones);
+    return w | (upper >> 2);                       /* 0x80 >> 2 = 0x20 */
+}
+
+static inline uint32_t route_slot_of(uint64_t h) { return (uint32_t)h; }
+
+_Static_assert(sizeof(void *) != 8 || sizeof(struct route_node) == 64, "a trie node is 64 bytes");
+
+static inline uint64_t route_seg_key(const char *p, uint32_t n)
+{
+    uint64_t k = 0;
+    memcpy(&k, p, n < 8 ? n : 8);
+    return k;
+}
+
+/* route_seg_key() when 8 bytes are readable at p: one load and a mask */
+static inline uint64_t route_seg_key_fast(const char *p, uint32_t n, const char *end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (end - p >= 8) {
+        uint64_t k;
+        memcpy(&k, p, 8);
+        return n >= 8 ? k : k & ((1ULL << (8 * n)) - 1);
+    }
+#else
+    (void)end;
+#endif
+    return route_seg_key(p, n);
+}
+
+/* the trie's sort order: length, then the 8-byte key, then the rest */
+static inline int route_seg_cmp(const struct route_node *k, const char *seg, uint32_t len,
+                                uint64_t key)
+{
+    if (k->len != len)
+        return k->len < len ? -1 : 1;
+    if (k->key != key)
+        return k->key < key ? -1 : 1;
+    return len <= 8 ? 0 : memcmp(k->seg + 8, seg + 8, len - 8);
 }
 
 /* ---- lookup (worker threads) ---- */
@@ -185,21 +259,34 @@ static const struct route_host *route_map_get(const struct route_map *m, const c
         const struct route_slot *s = &m->slots[i];
         if (!s->host)
             return NULL;
-        if (s->hash == h && s->host->len == n && memcmp(s->host->name, k, n) == 0)
+        if (s->tag != (uint32_t)(h >> 32))
+            continue;
+        /*
+         * The host's block (header, name, then its trie breadth-first) is
+         * contiguous: ask for its lines at once so their misses overlap
+         * instead of following one another down the trie.
+         */
+        for (uint32_t l = 0; l < s->lines; l++)
+            __builtin_prefetch((const char *)s->host + 64 * l);
+        if (s->host->len == n && memcmp(s->host->name, k, n) == 0)
             return s->host;
     }
 }
 
 static const struct route_node *route_node_kid(const struct route_node *nd, const char *seg,
-                                               uint32_t len)
+                                               uint32_t len, const char *end)
 {
     uint32_t lo = 0, hi = nd->nkids;
+    uint64_t key;
+    if (!hi)
+        return NULL;
+    key = route_seg_key_fast(seg, len, end);
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        const struct route_edge *e = &nd->kids[mid];
-        int c = route_seg_cmp(e->seg, e->len, seg, len);
+        const struct route_node *k = &nd->kids[mid];
+        int c = route_seg_cmp(k, seg, len, key);
         if (c == 0)
-            return e->node;
+            return k;
         if (c < 0)
             lo = mid + 1;
         else
@@ -264,11 +351,14 @@ static const struct snap_route *route_host_match(const struct route_table *t,
             exact = nd->exact;
         } else {
             for (;;) {
-                const char *slash = memchr(q, '/', (size_t)(end - q));
-                const char *se = slash ? slash : end;
+                /* segments are short: an inline scan beats a memchr call */
+                const char *se = q;
+                while (se < end && *se != '/')
+                    se++;
+                const char *slash = se < end ? se : NULL;
                 if ((size_t)(se - q) > UINT32_MAX)
                     break;
-                nd = route_node_kid(nd, q, (uint32_t)(se - q));
+                nd = route_node_kid(nd, q, (uint32_t)(se - q), end);
                 if (!nd)
                     break;
                 if (nd->prefix) {
@@ -307,8 +397,9 @@ static const struct snap_route *route_host_match(const struct route_table *t,
 const struct snap_route *route_match(const struct route_table *t, const char *host,
                                      size_t hostlen, const char *path, size_t pathlen)
 {
-    char buf[ROUTE_HOST_MAX];
+    char buf[ROUTE_HOST_MAX + 8];       /* + room for the last whole word */
     size_t hn = 0;
+    uint64_t hash = 0;
     bool have_host = false;
     const struct snap_route *r;
 
@@ -335,9 +426,24 @@ const struct snap_route *route_match(const struct route_table *t, const char *ho
         }
         if (hl && host[hl - 1] == '.')
             hl--; /* "foo.com." is "foo.com", as in nginx */
-        if (hl && hl <= sizeof(buf)) {
-            for (size_t i = 0; i < hl; i++)
-                buf[i] = (char)route_lower((unsigned char)host[i]);
+        if (hl && hl <= ROUTE_HOST_MAX) {
+            /* lowercase and hash in one pass, a word at a time (route_hash's chunking) */
+            uint64_t h = 0x9E3779B97F4A7C15ULL ^ hl, w;
+            size_t i = 0;
+            for (; i + 8 <= hl; i += 8) {
+                memcpy(&w, host + i, 8);
+                w = route_lower8(w);
+                memcpy(buf + i, &w, 8);
+                h = route_hash_word(h, w);
+            }
+            if (i < hl) {
+                w = 0;
+                memcpy(&w, host + i, hl - i);
+                w = route_lower8(w);
+                memcpy(buf + i, &w, 8);
+                h = route_hash_word(h, w);
+            }
+            hash = route_hash_final(h);
             hn = hl;
             have_host = true;
         }
@@ -346,7 +452,7 @@ const struct snap_route *route_match(const struct route_table *t, const char *ho
     if (have_host) {
         const struct route_host *h;
         const char *dot;
-        h = route_map_get(&t->exact, buf, (uint32_t)hn, route_hash(buf, hn));
+        h = route_map_get(&t->exact, buf, (uint32_t)hn, hash);
         if (h && (r = route_host_match(t, h, path, pathlen)))
             return r;
         dot = t->wild.slots ? memchr(buf, '.', hn) : NULL;
@@ -375,8 +481,8 @@ enum route_kind { ROUTE_KIND_EXACT = 0, ROUTE_KIND_WILD, ROUTE_KIND_ANY };
 struct rb_node {
     struct rb_node *parent;
     struct rb_node *kids, *sibling;    /* children as a list until frozen */
-    struct rb_node *all_next;          /* every node, creation order */
     const char *seg;
+    uint64_t key;                      /* route_seg_key(seg, len) */
     uint32_t len, nkids;
     const struct route_spec *exact, *exact_slash, *prefix;
     uint32_t prefix_len;
@@ -420,7 +526,6 @@ struct rb_ctx {
     struct cfg_errs *errs;
     struct rb_map hosts, nodes;
     struct rb_host *hosts_head, *hosts_tail;
-    struct rb_node *nodes_head, *nodes_tail;
     struct route_table *t;
     size_t nhost[3];
 };
@@ -490,11 +595,7 @@ static struct rb_node *rb_node_new(struct rb_ctx *c, struct rb_node *parent, con
     nd->parent = parent;
     nd->seg = seg;
     nd->len = len;
-    if (c->nodes_tail)
-        c->nodes_tail->all_next = nd;
-    else
-        c->nodes_head = nd;
-    c->nodes_tail = nd;
+    nd->key = route_seg_key(seg, len);
     return nd;
 }
 
@@ -506,7 +607,7 @@ static struct rb_node *rb_node_kid(struct rb_ctx *c, struct rb_node *parent, con
     struct rb_ent *e = rb_map_find(&c->nodes, h, rb_node_eq, &k);
     if (e->item)
         return e->item;
-    struct rb_node *nd = rb_node_new(c, parent, arena_strndup(c->a, seg, len), len);
+    struct rb_node *nd = rb_node_new(c, parent, arena_strndup(c->tmp, seg, len), len);
     nd->sibling = parent->kids;
     parent->kids = nd;
     parent->nkids++;
@@ -658,12 +759,6 @@ static bool rb_add_regex(struct rb_ctx *c, struct rb_host *h, const struct route
     return true;
 }
 
-static int rb_edge_cmp(const void *a, const void *b)
-{
-    const struct route_edge *x = a, *y = b;
-    return route_seg_cmp(x->seg, x->len, y->seg, y->len);
-}
-
 static int rb_rx_cmp(const void *a, const void *b)
 {
     const struct rb_rx *x = *(const struct rb_rx *const *)a;
@@ -673,12 +768,14 @@ static int rb_rx_cmp(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static void rb_map_put(struct route_map *m, const struct route_host *h, uint64_t hash)
+static void rb_map_put(struct route_map *m, const struct route_host *h, uint64_t hash,
+                       uint32_t lines)
 {
     uint32_t i = route_slot_of(hash) & m->mask;
     while (m->slots[i].host)
         i = (i + 1) & m->mask;
-    m->slots[i].hash = hash;
+    m->slots[i].tag = (uint32_t)(hash >> 32);
+    m->slots[i].lines = lines;
     m->slots[i].host = h;
 }
 
@@ -693,75 +790,138 @@ static void rb_map_alloc(struct arena *a, struct route_map *m, size_t n)
     m->mask = (uint32_t)(cap - 1);
 }
 
-/* turns the build graph into the read-only table in the snapshot arena */
-static void rb_freeze(struct rb_ctx *c)
+/* a growable array of pointers, scratch for the freeze */
+struct rb_vec {
+    void **v;
+    size_t n, cap;
+};
+
+static void rb_vec_push(struct rb_vec *x, void *p)
 {
-    struct route_table *t = c->t;
-    struct rb_rx **tmp = NULL;
-    size_t tmpcap = 0;
-
-    rb_map_alloc(c->a, &t->exact, c->nhost[ROUTE_KIND_EXACT]);
-    rb_map_alloc(c->a, &t->wild, c->nhost[ROUTE_KIND_WILD]);
-    for (struct rb_host *bh = c->hosts_head; bh; bh = bh->next) {
-        struct route_host *h = arena_calloc(c->a, 1, sizeof(*h));
-        h->name = arena_strndup(c->a, bh->name, bh->len);
-        h->len = bh->len;
-        bh->root->out = &h->root;
-        if (bh->nrx) {
-            struct route_rx *rx = arena_calloc(c->a, bh->nrx, sizeof(*rx));
-            if (tmpcap < bh->nrx) {
-                free(tmp);
-                tmpcap = bh->nrx;
-                tmp = malloc(tmpcap * sizeof(*tmp));
-                if (!tmp)
-                    abort();
-            }
-            uint32_t i = 0;
-            for (struct rb_rx *x = bh->rx_head; x; x = x->next)
-                tmp[i++] = x;
-            qsort(tmp, bh->nrx, sizeof(*tmp), rb_rx_cmp);
-            for (i = 0; i < bh->nrx; i++) {
-                rx[i].code = tmp[i]->code;
-                rx[i].len = tmp[i]->len;
-                rx[i].jit = tmp[i]->jit;
-                rx[i].action = tmp[i]->spec->action;
-            }
-            h->rx = rx;
-            h->nrx = bh->nrx;
-        }
-        switch (bh->kind) {
-        case ROUTE_KIND_EXACT: rb_map_put(&t->exact, h, bh->hash); break;
-        case ROUTE_KIND_WILD: rb_map_put(&t->wild, h, bh->hash); break;
-        case ROUTE_KIND_ANY: t->any = h; break;
-        }
-        t->nhosts++;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 64;
+        void **v = realloc(x->v, cap * sizeof(*v));
+        if (!v)
+            abort();
+        x->v = v;
+        x->cap = cap;
     }
-    free(tmp);
+    x->v[x->n++] = p;
+}
 
-    /* two passes: every node gets its home before any parent points at it */
-    for (struct rb_node *nd = c->nodes_head; nd; nd = nd->all_next)
-        if (!nd->out)
-            nd->out = arena_calloc(c->a, 1, sizeof(*nd->out));
-    for (struct rb_node *nd = c->nodes_head; nd; nd = nd->all_next) {
+static int rb_node_cmp(const void *a, const void *b)
+{
+    const struct rb_node *x = *(const struct rb_node *const *)a;
+    const struct rb_node *y = *(const struct rb_node *const *)b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->len <= 8 ? 0 : memcmp(x->seg + 8, y->seg + 8, x->len - 8);
+}
+
+/*
+ * Lays one host's trie out breadth-first right behind its header, so the top
+ * levels a lookup always walks sit in adjacent cache lines: each node's
+ * sorted child array, then those children's segment bytes.
+ */
+static void rb_freeze_trie(struct rb_ctx *c, struct rb_node *root, struct route_node *out,
+                           struct rb_vec *queue, struct rb_vec *kids, const char **hi)
+{
+    queue->n = 0;
+    root->out = out;
+    rb_vec_push(queue, root);
+    for (size_t qi = 0; qi < queue->n; qi++) {
+        struct rb_node *nd = queue->v[qi];
         struct route_node *o = nd->out;
         o->exact = nd->exact ? nd->exact->action : NULL;
         o->exact_slash = nd->exact_slash ? nd->exact_slash->action : NULL;
         o->prefix = nd->prefix ? nd->prefix->action : NULL;
         o->prefix_len = nd->prefix_len;
-        if (nd->nkids) {
-            struct route_edge *e = arena_alloc(c->a, nd->nkids * sizeof(*e));
-            uint32_t i = 0;
-            for (struct rb_node *k = nd->kids; k; k = k->sibling) {
-                e[i].seg = k->seg;
-                e[i].len = k->len;
-                e[i].node = k->out;
-                i++;
-            }
-            qsort(e, nd->nkids, sizeof(*e), rb_edge_cmp);
-            o->kids = e;
-            o->nkids = nd->nkids;
+        if (!nd->nkids)
+            continue;
+        kids->n = 0;
+        size_t segbytes = 0;
+        for (struct rb_node *k = nd->kids; k; k = k->sibling) {
+            rb_vec_push(kids, k);
+            segbytes += k->len;
         }
+        qsort(kids->v, kids->n, sizeof(*kids->v), rb_node_cmp);
+        struct route_node *arr = arena_calloc(c->a, kids->n, sizeof(*arr));
+        char *segs = arena_alloc(c->a, segbytes ? segbytes : 1);
+        if ((const char *)(arr + kids->n) > *hi)
+            *hi = (const char *)(arr + kids->n);
+        if (segs + segbytes > *hi)
+            *hi = segs + segbytes;
+        for (size_t i = 0; i < kids->n; i++) {
+            struct rb_node *k = kids->v[i];
+            memcpy(segs, k->seg, k->len);
+            arr[i].seg = segs;
+            arr[i].len = k->len;
+            arr[i].key = k->key;
+            segs += k->len;
+            k->out = &arr[i];
+            rb_vec_push(queue, k);
+        }
+        o->kids = arr;
+        o->nkids = (uint32_t)kids->n;
     }
+}
+
+/* turns the build graph into the read-only table in the snapshot arena */
+static void rb_freeze(struct rb_ctx *c)
+{
+    struct route_table *t = c->t;
+    struct rb_vec queue = { 0 }, kids = { 0 }, rxs = { 0 };
+
+    rb_map_alloc(c->a, &t->exact, c->nhost[ROUTE_KIND_EXACT]);
+    rb_map_alloc(c->a, &t->wild, c->nhost[ROUTE_KIND_WILD]);
+    for (struct rb_host *bh = c->hosts_head; bh; bh = bh->next) {
+        struct route_host *h = arena_alloc(c->a, sizeof(*h) + bh->len + 1);
+        memset(h, 0, sizeof(*h));
+        memcpy(h->name, bh->name, bh->len);
+        h->name[bh->len] = '\0';
+        h->len = bh->len;
+        const char *hi = h->name + bh->len + 1;
+        rb_freeze_trie(c, bh->root, &h->root, &queue, &kids, &hi);
+        /*
+         * Prefetch the block's top (its first ROUTE_PREFETCH_MAX lines). If
+         * the arena opened a new chunk midway the span is meaningless: then
+         * only the header and name.
+         */
+        uintptr_t lo = (uintptr_t)h, top = (uintptr_t)hi;
+        uint32_t lines = (uint32_t)((sizeof(*h) + bh->len + 64) / 64);
+        if (top > lo && top - lo < 65536) {
+            lines = (uint32_t)((top - lo + 63) / 64);
+            if (lines > ROUTE_PREFETCH_MAX)
+                lines = ROUTE_PREFETCH_MAX;
+        }
+        if (bh->nrx) {
+            struct route_rx *rx = arena_calloc(c->a, bh->nrx, sizeof(*rx));
+            rxs.n = 0;
+            for (struct rb_rx *x = bh->rx_head; x; x = x->next)
+                rb_vec_push(&rxs, x);
+            qsort(rxs.v, rxs.n, sizeof(*rxs.v), rb_rx_cmp);
+            for (size_t i = 0; i < rxs.n; i++) {
+                const struct rb_rx *x = rxs.v[i];
+                rx[i].code = x->code;
+                rx[i].len = x->len;
+                rx[i].jit = x->jit;
+                rx[i].action = x->spec->action;
+            }
+            h->rx = rx;
+            h->nrx = bh->nrx;
+        }
+        switch (bh->kind) {
+        case ROUTE_KIND_EXACT: rb_map_put(&t->exact, h, bh->hash, lines); break;
+        case ROUTE_KIND_WILD: rb_map_put(&t->wild, h, bh->hash, lines); break;
+        case ROUTE_KIND_ANY: t->any = h; break;
+        }
+        t->nhosts++;
+    }
+    free(queue.v);
+    free(kids.v);
+    free(rxs.v);
 }
 
 /*

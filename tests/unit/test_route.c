@@ -795,3 +795,26 @@ Test(route, many_paths_on_one_host_and_deep_paths)
     free(acts);
     free(paths);
 }
+
+Test(route, host_case_folding_is_ascii_only_and_exact_at_word_edges)
+{
+    struct rt r;
+    rt_init(&r);
+    /* '@' '[' '`' '{' sit right beside 'A'..'Z' and 'a'..'z': they must not fold */
+    rt_add(&r, "@[`{.example.com", ROUTE_PREFIX, "/", "edge");
+    rt_add(&r, "a-very-long-host-name-0123456789.example.com", ROUTE_PREFIX, "/", "long");
+    rt_add(&r, "caf\xc3\xa9.com", ROUTE_PREFIX, "/", "utf8");
+    rt_build(&r);
+    EXPECT(&r, "@[`{.EXAMPLE.com", "/", "edge");
+    EXPECT(&r, "`{@[.example.com", "/", "none");
+    EXPECT(&r, "A-VERY-LONG-HOST-NAME-0123456789.EXAMPLE.COM:8443", "/", "long");
+    EXPECT(&r, "a-very-long-host-name-0123456789.example.co", "/", "none");
+    EXPECT(&r, "CAF\xc3\xa9.com", "/", "utf8");
+    EXPECT(&r, "caf\xc3\x89.com", "/", "none"); /* no Unicode folding */
+    char big[400];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    const char *bigp = big;
+    EXPECT(&r, bigp, "/", "none"); /* longer than any host: no crash, no match */
+    rt_done(&r);
+}
