@@ -208,7 +208,7 @@ static int tls_ent_add_name(void *arg, const char *name, size_t len)
 {
     struct tls_ent *e = arg;
     for (size_t i = 0; i < e->nnames; i++)
-        if (strlen(e->names[i]) == len && memcmp(e->names[i], name, len) == 0)
+        if (strlen(e->names[i]) == len && strncasecmp(e->names[i], name, len) == 0)
             return 0;
     if (e->nnames == e->capnames) {
         size_t cap = e->capnames ? e->capnames * 2 : 4;
