@@ -15,7 +15,8 @@
 # it. The figure therefore includes the watch debounce (<= 100 ms quiet/cap),
 # the parse and build on the loader thread, and the workers' adoption.
 # /config's last_reload.duration_ms (parse+build+publish alone) is reported
-# beside it. Peak RSS: VmHWM after resetting it through /proc/PID/clear_refs.
+# beside it (and the log, kept as /tmp/ingressd-reload-bench.log, splits
+# it into load and publish). Peak RSS: VmHWM after resetting it through /proc/PID/clear_refs.
 set -e
 cd "$(dirname "$0")/.."
 B=${B:-build}
@@ -32,6 +33,7 @@ ADMIN=127.0.0.1:24901
 WORK=$(mktemp -d /tmp/ingressd-reload-bench-XXXXXX)
 PID=
 cleanup() {
+    [ -f "$WORK/ingressd.log" ] && cp "$WORK/ingressd.log" /tmp/ingressd-reload-bench.log
     [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
     rm -rf "$WORK"
 }
@@ -73,7 +75,7 @@ pid, admin, work, rounds = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.a
 cfg = os.path.join(work, "ingressd.yaml")
 
 def config():
-    with urllib.request.urlopen("http://%s/config" % admin, timeout=5) as r:
+    with urllib.request.urlopen("http://%s/config?routes=0" % admin, timeout=5) as r:
         return json.loads(r.read())
 
 def status(key):

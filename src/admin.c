@@ -55,6 +55,7 @@
 #include "ingressd/log.h"
 #include "ingressd/metrics.h"
 #include "ingressd/rld.h"
+#include "ingressd/route.h"
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
 
@@ -181,25 +182,52 @@ static void adm_json_status(struct met_buf *b, const struct rld_status *st)
                (unsigned long long)st->reloads_ok, (unsigned long long)st->reloads_failed);
 }
 
-static const char *adm_path_type(const struct snap_route *r)
+static const char *adm_path_type(enum route_path_type t)
 {
-    (void)r;
-    return NULL;
+    switch (t) {
+    case ROUTE_EXACT: return "Exact";
+    case ROUTE_PREFIX: return "Prefix";
+    case ROUTE_REGEX: return "Regex";
+    }
+    return "unknown";
 }
 
-static void adm_json_route(struct met_buf *b, const struct snap_route *r, const char *type)
+/* host/path as the Ingress wrote them (spec overrides the action's when given) */
+static void adm_json_route(struct met_buf *b, const struct snap_route *r, const char *host,
+                           const char *path, const char *type)
 {
     met_printf(b, "{\"host\":");
-    met_json_str(b, r->host);
+    met_json_str(b, host && *host ? host : NULL);
     met_printf(b, ",\"path\":");
-    met_json_str(b, r->path);
+    met_json_str(b, path);
     met_printf(b, ",\"type\":");
-    met_json_str(b, type ? type : adm_path_type(r));
+    met_json_str(b, type);
     met_printf(b, ",\"ingress\":");
-    met_json_str(b, r->ingress);
+    met_json_str(b, r ? r->ingress : NULL);
     met_printf(b, ",\"backend\":");
-    met_json_str(b, r->backend ? r->backend->name : NULL);
+    met_json_str(b, r && r->backend ? r->backend->name : NULL);
+    if (r && r->rewrite_target) {
+        met_printf(b, ",\"rewrite_target\":");
+        met_json_str(b, r->rewrite_target);
+    }
     met_printf(b, "}");
+}
+
+/* GET /config?routes=0 leaves the route list out (pollers of the generation) */
+static bool adm_want_routes(struct evhttp_request *req)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!q)
+        return true;
+    struct evkeyvalq kv;
+    bool want = true;
+    if (evhttp_parse_query_str(q, &kv) == 0) {
+        const char *v = evhttp_find_header(&kv, "routes");
+        want = !v || !(strcmp(v, "0") == 0 || strcmp(v, "false") == 0);
+        evhttp_clear_headers(&kv);
+    }
+    return want;
 }
 
 static void adm_config(struct evhttp_request *req)
@@ -253,9 +281,25 @@ static void adm_config(struct evhttp_request *req)
         }
         met_printf(&b, "],\"default_backend\":");
         if (s->default_route)
-            adm_json_route(&b, s->default_route, "default");
+            adm_json_route(&b, s->default_route, NULL, NULL, "default");
         else
             met_printf(&b, "null");
+        /* bounded by configuration: one entry per compiled rule */
+        met_printf(&b, ",\"routes\":");
+        if (!adm_want_routes(req)) {
+            met_printf(&b, "\"omitted\"");
+        } else if (s->route_specs || !s->nrules) {
+            met_printf(&b, "[");
+            for (uint32_t i = 0; i < s->nroute_specs; i++) {
+                const struct route_spec *rs = &s->route_specs[i];
+                if (i)
+                    met_put(&b, ",", 1);
+                adm_json_route(&b, rs->action, rs->host, rs->path, adm_path_type(rs->type));
+            }
+            met_printf(&b, "]");
+        } else {
+            met_printf(&b, "null");   /* the loader did not keep them */
+        }
         met_printf(&b, "}");
     } else {
         met_printf(&b, "}");
@@ -296,8 +340,8 @@ static void adm_endpoints(struct evhttp_request *req)
         met_printf(&b, ",\"endpoints\":[");
         for (uint32_t j = 0; j < be->neps; j++) {
             const struct snap_endpoint *ep = &be->eps[j];
-            const struct hc_ep *h = ep->hc;
-            uint64_t until = h ? atomic_load(&h->ejected_until_ms) : 0;
+            struct hc_ep_view v;
+            hc_ep_snapshot(ep->hc, now, &v);   /* relaxed loads; ewma decayed to now */
             met_printf(&b, "%s{\"address\":", j ? "," : "");
             met_json_str(&b, ep->addr);
             met_printf(&b, ",\"ready\":");
@@ -305,24 +349,20 @@ static void adm_endpoints(struct evhttp_request *req)
             met_printf(&b, ",\"terminating\":");
             adm_json_bool(&b, ep->terminating);
             met_printf(&b, ",\"health\":");
-            met_json_str(&b, met_ep_health(h, now));
+            met_json_str(&b, v.state);
+            met_printf(&b, ",\"active_check\":");
+            met_json_str(&b, v.active_state == HC_UP     ? "up"
+                             : v.active_state == HC_DOWN ? "down"
+                                                         : "none");
             met_printf(&b, ",\"ejected\":");
-            adm_json_bool(&b, until > now);
-            met_printf(&b, ",\"ejected_for_ms\":%llu",
-                       (unsigned long long)(until > now ? until - now : 0));
-            if (h)
-                met_printf(&b,
-                           ",\"ejections\":%u,\"active_connections\":%u,\"requests\":%llu,"
-                           "\"failures\":%llu,\"consecutive_failures\":%u,\"ewma_ms\":%.3f}",
-                           (unsigned)atomic_load(&h->ejections),
-                           (unsigned)atomic_load(&h->active_conns),
-                           (unsigned long long)atomic_load(&h->requests),
-                           (unsigned long long)atomic_load(&h->failures),
-                           (unsigned)atomic_load(&h->consec_failures),
-                           (double)atomic_load(&h->ewma_us) / 1000.0);
-            else
-                met_printf(&b, ",\"ejections\":0,\"active_connections\":0,\"requests\":0,"
-                               "\"failures\":0,\"consecutive_failures\":0,\"ewma_ms\":0}");
+            adm_json_bool(&b, v.ejected);
+            met_printf(&b,
+                       ",\"ejected_for_ms\":%llu,\"ejections\":%u,\"active_connections\":%u,"
+                       "\"requests\":%llu,\"failures\":%llu,\"consecutive_failures\":%u,"
+                       "\"ewma_ms\":%.3f}",
+                       (unsigned long long)v.ejected_remaining_ms, v.ejections, v.active_conns,
+                       (unsigned long long)v.requests, (unsigned long long)v.failures,
+                       v.consec_failures, (double)v.ewma_us / 1000.0);
         }
         met_printf(&b, "]}");
     }

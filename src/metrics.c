@@ -202,16 +202,8 @@ const char *met_algo_name(int algo)
 
 const char *met_ep_health(const struct hc_ep *ep, uint64_t now_ms)
 {
-    if (!ep)
-        return "unknown";
-    uint64_t until = atomic_load_explicit(&ep->ejected_until_ms, memory_order_relaxed);
-    if (until && until > now_ms)
-        return "ejected";
-    switch (atomic_load_explicit(&ep->active_state, memory_order_relaxed)) {
-    case HC_UP: return "up";
-    case HC_DOWN: return "down";
-    default: return "unknown";   /* no active checks: serves on EndpointSlice readiness */
-    }
+    /* one vocabulary with the health table and /endpoints */
+    return hc_state_name(ep, now_ms);
 }
 
 /* ---- exposition ---- */
@@ -293,10 +285,12 @@ static void met_endpoints(struct met_buf *b, const struct snap *s, uint64_t now_
                 case MET_EP_EJECTIONS:
                     met_printf(b, " %u\n", h ? (unsigned)atomic_load(&h->ejections) : 0u);
                     break;
-                case MET_EP_EWMA:
-                    met_printf(b, " %.6f\n",
-                               h ? (double)atomic_load(&h->ewma_us) / 1e6 : 0.0);
+                case MET_EP_EWMA: {
+                    struct hc_ep_view v;
+                    hc_ep_snapshot(h, now_ms, &v);   /* decayed to now, as lb sees it */
+                    met_printf(b, " %.6f\n", (double)v.ewma_us / 1e6);
                     break;
+                }
                 }
             }
         }

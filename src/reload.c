@@ -50,6 +50,12 @@
  * RLD_DEBOUNCE_MAX_MS after the first event so a constant stream of writes
  * still reloads at least every 100 ms.
  *
+ * Freeing a big snapshot (an arena of megabytes, 50,000 health refs to drop)
+ * takes milliseconds; it should not happen on a worker loop. rld_defer_release()
+ * lets a worker hand its last ref to L, which frees it between builds and
+ * returns the pages to the kernel (malloc_trim), so RSS tracks the snapshots
+ * alive, not the history of reloads.
+ *
  * Threads: rld_start/rld_stop, the watch and SIGHUP on M; rld_request,
  * rld_request_wait, rld_current, rld_status from any thread; the build on L.
  * rld_request_async callbacks run on M (an event activated by L). One mutex
@@ -59,6 +65,7 @@
 #include "ingressd/rld.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <malloc.h>
@@ -78,9 +85,10 @@
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
 
-#define RLD_DEBOUNCE_QUIET_MS 20   /* editors and kubelet finish a change within this */
+#define RLD_DEBOUNCE_QUIET_MS 10   /* a rename-over or ..data swap arrives as one burst */
 #define RLD_DEBOUNCE_MAX_MS   100  /* contract: the watch debounces for at most 100 ms */
 #define RLD_MAX_RULES         4
+#define RLD_ADOPT_WAIT_MS     1000 /* a worker busier than this adopts on its own later */
 
 /* ---- state ---- */
 
@@ -94,6 +102,11 @@ struct rld_waiter {                    /* one POST /reload (or rld_request_wait)
     struct rld_status st;
 };
 
+struct rld_dead {                      /* a snapshot whose last ref L drops */
+    struct rld_dead *next;
+    struct snap *s;
+};
+
 struct rld_rule {                      /* "an event on wd named X means reload" */
     int wd;
     char dir[PATH_MAX];
@@ -105,11 +118,13 @@ static struct {
     pthread_cond_t cv_work;            /* L waits for requests */
     pthread_cond_t cv_done;            /* synchronous waiters wait for outcomes */
     uint64_t req_seq, done_seq;
-    bool stop, running;
+    _Atomic bool stop;                 /* also read by L between polls, unlocked */
+    bool running;
     struct rld_status st;
     char why[32];                      /* trigger of the newest request */
     struct rld_waiter *pending;        /* waiting for a build */
     struct rld_waiter *completed;      /* async, answered, not yet called on M */
+    struct rld_dead *dead;             /* last refs handed over by rld_defer_release */
 
     pthread_mutex_t cur_mu;            /* guards cur only */
     struct snap *cur;                  /* the published snapshot (one ref) */
@@ -198,11 +213,29 @@ void rld_status(struct rld_status *out)
 
 /* ---- the loader thread (L) ---- */
 
+/* L: polls the workers' oldest generation until it reaches gen; returns the wait in us */
+static uint64_t rld_wait_adopted(uint64_t gen, uint32_t max_ms)
+{
+    uint64_t t0 = rld_mono_us();
+    for (;;) {
+        struct wrk_stats ws;
+        wrk_pool_stats(&ws);
+        /* 0: no workers (tests, or the pool is gone) */
+        if (ws.snap_gen_min == 0 || ws.snap_gen_min >= gen)
+            break;
+        if (rld_mono_us() - t0 >= (uint64_t)max_ms * 1000 || rld.stop)
+            break;
+        struct timespec ts = { 0, 200 * 1000 };   /* workers adopt within a loop turn */
+        nanosleep(&ts, NULL);
+    }
+    return rld_mono_us() - t0;
+}
+
 /*
  * One build. Runs on L without rld.mu held. Returns 0 when a new snapshot was
  * published, -1 when the current one was kept. Fills *st's outcome fields.
  */
-static int rld_build(const char *why, struct rld_status *st)
+static int rld_build(const char *why, struct rld_status *st, struct snap **garbage)
 {
     struct cfg_errs errs;
     struct snap_load_opts opts = { 0 };
@@ -225,7 +258,9 @@ static int rld_build(const char *why, struct rld_status *st)
     st->last_errors = (uint32_t)errs.nerrors;
     cfg_errs_free(&errs);
 
+    uint64_t t_load = rld_mono_us();
     int rc;
+    struct snap *old = NULL;
     if (!s) {
         /* the nginx NULL-cycle rule: an unusable configuration changes nothing */
         if (!st->last_error[0])
@@ -238,36 +273,85 @@ static int rld_build(const char *why, struct rld_status *st)
         /* workers first: they are what "serving" means; health follows the endpoints */
         wrk_pool_publish(s);
         hc_apply(s);
-        if (prev && prev->cfg.admin && (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin)))
-            log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
-                     s->cfg.admin ? s->cfg.admin : "(none)", prev->cfg.admin);
-        struct snap *old = rld_swap_current(s);
-        snap_release(old);
+        old = rld_swap_current(s);
         st->gen = s->gen;
         st->last_quarantined = s->nquarantine;
         rc = 0;
     }
-    snap_release(prev);
-    uint64_t dur = rld_mono_us() - t0;
+    /* the reload's duration ends at publish; freeing the old world is not part of it */
+    uint64_t t_pub = rld_mono_us();
+    uint64_t dur = t_pub - t0;
+    /*
+     * wait (bounded) until every worker serves the new generation: the outcome
+     * reported to POST /reload then means "serving", and our ref on the old
+     * snapshot is normally its last, so the free happens here on L rather
+     * than on a worker loop that adopts after we let go.
+     */
+    uint64_t adopt_us = rc == 0 ? rld_wait_adopted(s->gen, RLD_ADOPT_WAIT_MS) : 0;
+    if (rc == 0 && prev && prev->cfg.admin &&
+        (!s->cfg.admin || strcmp(prev->cfg.admin, s->cfg.admin) != 0))
+        log_warn("spec.admin changed to %s: the admin listener stays on %s until restart",
+                 s->cfg.admin ? s->cfg.admin : "(none)", prev->cfg.admin);
+    /* freed by the caller once the outcome is visible: /config never shows a new
+     * generation beside the previous reload's status for long */
+    garbage[0] = old;
+    garbage[1] = prev;
 
     st->last_ok = rc == 0;
     st->last_duration_us = dur;
     st->last_time_unix_ms = rld_unix_ms();
     rld_copy(st->last_trigger, sizeof(st->last_trigger), why);
     if (rc == 0)
-        log_info("reload generation %llu: applied in %.1f ms (%u quarantined) [%s]",
-                 (unsigned long long)st->gen, (double)dur / 1000.0, st->last_quarantined, why);
+        log_info("reload generation %llu: applied in %.1f ms (%u quarantined) [%s; load %.1f ms, "
+                 "publish %.1f ms, all workers serving after %.1f ms more]",
+                 (unsigned long long)st->gen, (double)dur / 1000.0, st->last_quarantined, why,
+                 (double)(t_load - t0) / 1000.0, (double)(t_pub - t_load) / 1000.0,
+                 (double)adopt_us / 1000.0);
     else
         log_err("reload failed in %.1f ms, still serving generation %llu [%s]: %s",
                 (double)dur / 1000.0, (unsigned long long)prev_gen, why, st->last_error);
-
-    /*
-     * the old snapshot's arena chunks go back to malloc when its last request
-     * ends; hand free pages back to the kernel so RSS tracks the live
-     * snapshots, not the history of reloads.
-     */
-    malloc_trim(0);
     return rc;
+}
+
+static void rld_free_dead(struct rld_dead *d)
+{
+    while (d) {
+        struct rld_dead *n = d->next;
+        snap_release(d->s);
+        free(d);
+        d = n;
+    }
+    malloc_trim(0);
+}
+
+/*
+ * Any thread (meant for workers dropping the snapshot they stopped serving):
+ * drops one ref like snap_release(), but when it is the last one the free
+ * (arena, 50,000 health refs for a big configuration) runs on L, not on the
+ * caller's event loop.
+ */
+void rld_defer_release(struct snap *s)
+{
+    if (!s)
+        return;
+    unsigned r = atomic_load_explicit(&s->refs, memory_order_relaxed);
+    while (r > 1)
+        if (atomic_compare_exchange_weak_explicit(&s->refs, &r, r - 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return;   /* not the last: nothing to free */
+    struct rld_dead *d = malloc(sizeof(*d));
+    pthread_mutex_lock(&rld.mu);
+    if (!d || !rld.running) {
+        pthread_mutex_unlock(&rld.mu);
+        free(d);
+        snap_release(s);
+        return;
+    }
+    d->s = s;
+    d->next = rld.dead;
+    rld.dead = d;
+    pthread_cond_signal(&rld.cv_work);
+    pthread_mutex_unlock(&rld.mu);
 }
 
 static void *rld_loader_main(void *arg)
@@ -280,17 +364,26 @@ static void *rld_loader_main(void *arg)
 
     pthread_mutex_lock(&rld.mu);
     for (;;) {
-        while (!rld.stop && rld.req_seq == rld.done_seq)
+        while (!rld.stop && rld.req_seq == rld.done_seq && !rld.dead)
             pthread_cond_wait(&rld.cv_work, &rld.mu);
         if (rld.stop)
             break;
+        if (rld.dead) {
+            struct rld_dead *d = rld.dead;
+            rld.dead = NULL;
+            pthread_mutex_unlock(&rld.mu);
+            rld_free_dead(d);
+            pthread_mutex_lock(&rld.mu);
+            continue;
+        }
         uint64_t target = rld.req_seq;   /* everything requested so far */
         char why[32];
         struct rld_status st = rld.st;
         rld_copy(why, sizeof(why), rld.why);
         pthread_mutex_unlock(&rld.mu);
 
-        int rc = rld_build(why, &st);
+        struct snap *garbage[2] = { NULL, NULL };
+        int rc = rld_build(why, &st, garbage);
 
         pthread_mutex_lock(&rld.mu);
         if (rc == 0)
@@ -320,6 +413,16 @@ static void *rld_loader_main(void *arg)
         pthread_cond_broadcast(&rld.cv_done);
         if (wake_main && rld.ev_done)
             event_active(rld.ev_done, EV_READ, 0);   /* thread-safe: evthread_use_pthreads */
+        pthread_mutex_unlock(&rld.mu);
+        /*
+         * the old snapshot's arena goes back to malloc when its last request
+         * ends (here if no worker holds it any more); hand free pages back to
+         * the kernel so RSS tracks the live snapshots, not the reload history.
+         */
+        snap_release(garbage[0]);
+        snap_release(garbage[1]);
+        malloc_trim(0);
+        pthread_mutex_lock(&rld.mu);
     }
     pthread_mutex_unlock(&rld.mu);
     return NULL;
@@ -560,14 +663,19 @@ static void rld_on_debounce(evutil_socket_t fd, short what, void *arg)
     rld_request("file change");
 }
 
-static void rld_watch_kick(void)
+static void rld_watch_kick(bool writer_open)
 {
     uint64_t now = rld_mono_ms();
     if (!rld.debounce_armed) {
         rld.debounce_armed = true;
         rld.debounce_first_ms = now;
     }
-    uint64_t due = now + RLD_DEBOUNCE_QUIET_MS;
+    /*
+     * IN_MODIFY without its IN_CLOSE_WRITE yet: someone is still writing the
+     * file in place; reading it now would likely parse half a file, so wait
+     * for the close -- but never past the cap.
+     */
+    uint64_t due = writer_open ? UINT64_MAX : now + RLD_DEBOUNCE_QUIET_MS;
     uint64_t cap = rld.debounce_first_ms + RLD_DEBOUNCE_MAX_MS;
     if (due > cap)
         due = cap;
@@ -600,7 +708,7 @@ static void rld_on_inotify(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool hit = false, gone = false;
+    bool hit = false, gone = false, writer_open = false;
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n <= 0)
@@ -610,6 +718,8 @@ static void rld_on_inotify(evutil_socket_t fd, short what, void *arg)
             if (rld_event_matches(ev)) {
                 hit = true;
                 rld.watch_events++;
+                /* the latest matching event tells whether a writer still has it open */
+                writer_open = (ev->mask & IN_MODIFY) != 0 && !(ev->mask & IN_CLOSE_WRITE);
             }
             if (ev->mask & IN_IGNORED)
                 gone = true;
@@ -619,7 +729,7 @@ static void rld_on_inotify(evutil_socket_t fd, short what, void *arg)
     if (gone)
         rld.nrules = 0;   /* a watched directory vanished: resolve again on the timer */
     if (hit || gone)
-        rld_watch_kick();
+        rld_watch_kick(writer_open && !gone);
 }
 
 static int rld_watch_start(void)
@@ -717,6 +827,9 @@ void rld_stop(void)
             event_free(*evs[i]);
             *evs[i] = NULL;
         }
+    /* libevent restored SIGHUP's default action (terminate) with ev_hup gone:
+     * a SIGHUP during the drain must not kill the process */
+    signal(SIGHUP, SIG_IGN);
     if (rld.ino_fd >= 0) {
         close(rld.ino_fd);
         rld.ino_fd = -1;
@@ -728,7 +841,10 @@ void rld_stop(void)
     pthread_mutex_lock(&rld.mu);
     struct rld_waiter *lists[] = { rld.pending, rld.completed };
     rld.pending = rld.completed = NULL;
+    struct rld_dead *dead = rld.dead;
+    rld.dead = NULL;
     pthread_mutex_unlock(&rld.mu);
+    rld_free_dead(dead);
     for (int i = 0; i < 2; i++)
         for (struct rld_waiter *w = lists[i], *n; w; w = n) {
             n = w->next;

@@ -52,6 +52,12 @@ void rld_request_cancel(void *arg);
 struct snap *rld_current(void);
 void rld_status(struct rld_status *out);
 void rld_stop(void);
+/*
+ * snap_release() for workers: when the ref dropped is the last one, the free
+ * (arena, health refs) runs on the loader thread instead of the caller's loop.
+ * Falls back to snap_release() when reloads are not running.
+ */
+void rld_defer_release(struct snap *s);
 
 /* unit tests: replace snap_load (NULL restores it); before rld_start */
 struct snap_load_opts;

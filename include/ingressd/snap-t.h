@@ -25,6 +25,7 @@ struct hc_ep;
 struct lb_ring;
 struct tls_store;
 struct np_table;
+struct route_spec;
 
 #define SNAP_MAGIC 0x534e4150u
 
@@ -182,6 +183,10 @@ struct snap {
     uint32_t ningresses, nrules, nservices, nendpoints; /* -t summary and /config */
     uint64_t load_ns;                  /* build duration */
     void *objects;                     /* cfg object set that built it (for quarantine reuse) */
+    /* added by rld (admin /config lists the routes): the specs route_build() compiled,
+     * copied into the arena; NULL when the builder does not keep them */
+    const struct route_spec *route_specs;
+    uint32_t nroute_specs;
 };
 
 #endif

@@ -105,6 +105,21 @@ def keepalive_connection_gets_connection_close():
 
 
 @test
+def sighup_during_drain_is_harmless():
+    slow = PyPod.slow("127.0.0.2:%d" % (BASE + 50), 1.0)
+    p = Proxy(conf(slow.addr))
+    t, out = in_thread(lambda: http("GET", p.url("/slow"), timeout=10))
+    wait_until(lambda: len(slow.requests) >= 1, 3, 0.01, "the slow request to reach the pod")
+    p.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGHUP)   # a reload request now must neither reload nor kill
+    t.join(10)
+    check("e" not in out and out["r"][0] == 200, "in-flight request completed: %r" % out)
+    rc, _ = exit_within(p, 5)
+    check(rc == 0, "exit status 0 after a SIGHUP during the drain, got %s" % rc)
+
+
+@test
 def hung_request_bounded_by_drain_timeout():
     silent = PyPod.silent("127.0.0.2:%d" % (BASE + 40))
     p = Proxy(conf(silent.addr, drain="1s"))

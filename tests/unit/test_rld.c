@@ -58,6 +58,23 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+static void on_quit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+/* ends the loop thread: an active event, since a loopbreak issued before the
+ * thread entered its loop would be forgotten */
+static void loop_stop(void)
+{
+    struct event *q = event_new(base, -1, 0, on_quit, base);
+    event_active(q, EV_READ, 0);
+    pthread_join(loop_thr, NULL);
+    event_free(q);
+}
+
 static char tmpdir[256];
 
 static void start(const char *path)
@@ -77,8 +94,7 @@ static void start(const char *path)
 
 static void stop(void)
 {
-    event_base_loopbreak(base);
-    pthread_join(loop_thr, NULL);
+    loop_stop();
     rld_stop();
     event_base_free(base);
 }
@@ -292,5 +308,49 @@ Test(rld, a_stream_of_writes_still_reloads_every_100ms)
     }
     int n = atomic_load(&loads);
     cr_assert(n >= 4, "only %d reloads during 550 ms of writes", n);
+    stop();
+}
+
+Test(rld, deferred_release_frees_the_last_ref_on_the_loader)
+{
+    start("/nonexistent/ingressd.yaml");
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    struct snap *s = fake_load("x", NULL, NULL, &errs);
+    snap_ref(s);
+    rld_defer_release(s);   /* not the last: just a decrement */
+    cr_assert_eq(atomic_load(&s->refs), 1);
+    rld_defer_release(s);   /* the last: freed on L (ASan checks the rest) */
+    usleep(50 * 1000);
+    stop();
+}
+
+Test(rld, an_in_place_writer_is_awaited_until_close_within_the_cap)
+{
+    char p[512];
+    mk_tmpdir();
+    snprintf(p, sizeof(p), "%s/ingressd.yaml", tmpdir);
+    write_file(p, "a: 1\n");
+    start(p);
+    usleep(50 * 1000);
+    FILE *f = fopen(p, "w");
+    fputs("a: ", f);
+    fflush(f);                  /* IN_MODIFY, the file still open */
+    usleep(50 * 1000);
+    cr_assert_eq(atomic_load(&loads), 0, "no reload of a half-written file");
+    fputs("2\n", f);
+    fclose(f);                  /* IN_CLOSE_WRITE: now */
+    long ms = wait_loads(1, 1000);
+    cr_assert(ms >= 0 && ms <= 60, "reloaded %ld ms after the close", ms);
+    usleep(150 * 1000);
+    cr_assert_eq(atomic_load(&loads), 1, "one reload for one write");
+
+    /* a writer that keeps it open still gets a reload at the 100 ms cap */
+    f = fopen(p, "w");
+    fputs("a: 3\n", f);
+    fflush(f);
+    ms = wait_loads(2, 1000);
+    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms with the file held open", ms);
+    fclose(f);
     stop();
 }
