@@ -11,15 +11,21 @@
  *               rather than letting OpenSSL prompt on a terminal)
  *   then     -> X509_check_private_key, validity dates (tls_check_pair only)
  *
+ * Parsing is slow on OpenSSL 3.0 (~0.6 ms a pair) and the loader sees every
+ * Secret again on every reload, so parsed pairs are memoised by content
+ * digest and shared by tls_check_pair and the store build (tls_cache.c).
+ *
  * Also here: the self-signed default certificate, generated once per process
  * the first time a store needs it (EC P-256 keygen is ~1 ms, but reusing it
  * keeps the default certificate stable across reloads, which clients that pin
- * or cache it notice), and upstream client contexts.
+ * or cache it notice), and upstream client contexts (shared by trust).
  *
- * Threads: the tls__pem_* and tls_check_pair functions touch only their
- * arguments and the calling thread's OpenSSL error queue. The self-signed pair
- * is created under pthread_once and immutable afterwards; X509/EVP_PKEY are
- * refcounted, every SSL_CTX using them takes its own reference.
+ * Threads: loader (and main for -t). tls__pem_load touches only its arguments
+ * and the calling thread's OpenSSL error queue; the memo and the client
+ * context list have their own mutexes (never taken on a worker). The
+ * self-signed pair is created under pthread_once and immutable afterwards;
+ * X509/EVP_PKEY are refcounted, every SSL_CTX using them takes its own
+ * reference, so the memo may drop its own at any time.
  */
 #include "ingressd/tls.h"
 
