@@ -633,8 +633,15 @@ static void rld_watch_resolve(void)
         if (realpath(rld.path, real)) {
             char rdir[PATH_MAX], rname[NAME_MAX + 1];
             rld_split(real, rdir, sizeof(rdir), rname, sizeof(rname));
-            /* a symlink into another directory: in-place writes happen there */
-            if (strcmp(rdir, dir) != 0 || strcmp(rname, name) != 0)
+            const char *rbase = strrchr(rdir, '/');
+            /*
+             * a symlink into another directory: in-place writes happen there.
+             * Not for a ConfigMap's "..2026_..." directory: its files never
+             * change in place (..data moves instead), and watching it would
+             * turn the kubelet's removal of the old one into a second reload.
+             */
+            if ((strcmp(rdir, dir) != 0 || strcmp(rname, name) != 0) &&
+                !(rbase && !strncmp(rbase + 1, "..", 2)))
                 rld_add_rule(rdir, rname, IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE);
         }
     }

@@ -265,9 +265,16 @@ Test(rld, configmap_data_symlink_swap_reloads)
     start(p);
     usleep(50 * 1000);
     configmap_version(tmpdir, 2, "a: 2\n");
+    /* the kubelet then removes the previous version's directory */
+    char old[600];
+    snprintf(old, sizeof(old), "%s/..2026_11_29_00_00_01/cfg.yaml", tmpdir);
+    cr_assert_eq(unlink(old), 0);
+    snprintf(old, sizeof(old), "%s/..2026_11_29_00_00_01", tmpdir);
+    cr_assert_eq(rmdir(old), 0);
     long ms = wait_loads(1, 1000);
     cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms", ms);
-    usleep(150 * 1000);
+    usleep(200 * 1000);
+    cr_assert_eq(atomic_load(&loads), 1, "one reload per ConfigMap update");
     configmap_version(tmpdir, 3, "a: 3\n");
     cr_assert_neq(wait_loads(2, 1000), -1);
     (void)link;
@@ -352,5 +359,23 @@ Test(rld, an_in_place_writer_is_awaited_until_close_within_the_cap)
     ms = wait_loads(2, 1000);
     cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms with the file held open", ms);
     fclose(f);
+    stop();
+}
+
+Test(rld, symlink_to_a_file_elsewhere_sees_in_place_writes_of_the_target)
+{
+    char real_dir[300], target[600], link[600];
+    mk_tmpdir();
+    snprintf(real_dir, sizeof(real_dir), "%s/real", tmpdir);
+    cr_assert_eq(mkdir(real_dir, 0755), 0);
+    snprintf(target, sizeof(target), "%s/actual.yaml", real_dir);
+    write_file(target, "a: 1\n");
+    snprintf(link, sizeof(link), "%s/ingressd.yaml", tmpdir);
+    cr_assert_eq(symlink(target, link), 0);
+    start(link);
+    usleep(50 * 1000);
+    write_file(target, "a: 2\n");
+    long ms = wait_loads(1, 1000);
+    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms", ms);
     stop();
 }
