@@ -71,7 +71,7 @@ static struct {
     struct event_base *base;
     struct evhttp *http;
     evutil_socket_t fd;
-    atomic_bool draining;              /* set on M by main, read by workers never */
+    atomic_bool draining;              /* set by main on SIGTERM (adm_set_draining) */
     struct adm_reload *reloads;        /* parked POST /reload requests */
     pthread_t drain_thr;               /* dispatches the main base while main drains */
     bool drain_thr_running;
