@@ -268,6 +268,13 @@ Test(met, admin_routes)
               "%s", r);
     free(r);
 
+    r = http("GET /endpoints?service=default/other HTTP/1.0\r\n\r\n");
+    cr_assert(strstr(r, "{\"generation\":7,\"services\":[]}"), "%s", r);
+    free(r);
+    r = http("GET /endpoints?service=default%2Fshop HTTP/1.0\r\n\r\n");
+    cr_assert(strstr(r, "\"name\":\"default/shop\""), "%s", r);
+    free(r);
+
     r = http("GET /metrics HTTP/1.0\r\n\r\n");
     cr_assert(strstr(r, "text/plain; version=0.0.4"), "%s", r);
     cr_assert(strstr(r, "ingressd_config_generation 7\n"), "%s", r);
