@@ -283,6 +283,45 @@ def new_broken_ingress_is_left_out():
 
 
 @test
+def listeners_and_state_follow_reloads():
+    """Added listeners accept, removed ones stop; counters and endpoint state that
+    live outside the snapshot survive a reload."""
+    pods()
+    second = "127.0.0.1:%d" % (BASE + 2)
+    with_second = (proxy_config(listen=[LISTEN, second], admin=ADMIN, workers=2)
+                   + backend("svc-a", ["127.0.0.2:%d" % (BASE + 10)])
+                   + backend("svc-b", ["127.0.0.3:%d" % (BASE + 10)])
+                   + ingress("web", [("a.test", "/", "Prefix", "svc-a", 80)]))
+    p = Proxy(conf("svc-a"))
+    check(not port_open(second), "second listener not there yet")
+    for _ in range(20):
+        check(pod_for(p) == "pod-a", "served")
+    m0 = p.metrics()
+    ep0 = {e["address"]: e for s in admin_json(p, "/endpoints")["services"]
+           if s["name"] == "default/svc-a" for e in s["endpoints"]}
+    p.write_config(with_second)
+    st, _, _ = p.admin("/reload", method="POST", body=b"")
+    check(st == 200, "reload applied")
+    wait_until(lambda: port_open(second), 2.0, 0.02, "the added listener to accept")
+    st, h, _ = http("GET", "http://%s/" % second, {"Host": "a.test"})
+    check(st == 200 and h.get("X-Pod") == "pod-a", "the added listener routes")
+    m1 = p.metrics()
+    check(m1["ingressd_requests_total"] >= m0["ingressd_requests_total"],
+          "request counter survives the reload (%s -> %s)" % (
+              m0["ingressd_requests_total"], m1["ingressd_requests_total"]))
+    ep1 = {e["address"]: e for s in admin_json(p, "/endpoints")["services"]
+           if s["name"] == "default/svc-a" for e in s["endpoints"]}
+    for a, e in ep0.items():
+        check(ep1[a]["requests"] >= e["requests"] > 0,
+              "endpoint %s requests survive (%s -> %s)" % (a, e["requests"], ep1[a]["requests"]))
+    p.write_config(conf("svc-a"))
+    st, _, _ = p.admin("/reload", method="POST", body=b"")
+    check(st == 200, "reload applied")
+    wait_until(lambda: not port_open(second), 2.0, 0.02, "the removed listener to stop accepting")
+    check(pod_for(p) == "pod-a", "the remaining listener still serves")
+
+
+@test
 def admin_pages_and_methods():
     pods()
     p = Proxy(conf("svc-a"))
