@@ -12,7 +12,11 @@
  *     repeating filler "hello, world\n"), headers X-Pod: NAME and
  *     Content-Length; HEAD gets the headers only, 1xx/204/304 carry no body.
  *   - query parameters on any path: ?size=N (body size for this request),
- *     ?delay=MS (answer after MS milliseconds), ?status=N (status code).
+ *     ?delay=MS (answer after MS milliseconds), ?status=N (status code),
+ *     ?close=1 (Connection: close, then close), ?chunked=1 (Transfer-Encoding:
+ *     chunked, the body as one chunk), ?trailers=1 (with chunked: a trailer
+ *     "X-Pod-Trailer: NAME", announced by "Trailer: X-Pod-Trailer").
+ *   - Expect: 100-continue on a request with a body gets "100 Continue" first.
  *   - a path starting "/echo": a plain-text dump of the request,
  *         pod=NAME
  *         METHOD TARGET HTTP/1.x
@@ -67,6 +71,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -115,6 +120,8 @@ static int buf_reserve(struct buf *b, size_t extra)
 
 static int buf_add(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* p may be NULL (an empty buf) */
     if (buf_reserve(b, n) < 0)
         return -1;
     memcpy(b->p + b->len, p, n);
@@ -147,6 +154,16 @@ struct seg {
 
 struct worker;
 
+struct resp {                /* what to answer, decided when the request is complete */
+    int status;
+    uint64_t size;           /* filler body bytes (not used by echo) */
+    bool keep;               /* keep the connection after this response */
+    bool head;               /* HEAD: headers only */
+    bool echo;               /* body is the /echo dump */
+    bool chunked;            /* ?chunked=1: Transfer-Encoding: chunked */
+    bool trailers;           /* ?trailers=1 (with chunked): X-Pod-Trailer trailer */
+};
+
 struct conn {
     int kind;               /* K_CONN; first, shared with struct lsn */
     int fd;
@@ -177,10 +194,12 @@ struct conn {
     uint64_t body_bytes;
     EVP_MD_CTX *md;
 
-    /* the response waiting for its delay */
-    int d_status;
-    uint64_t d_size;
-    bool d_keep, d_head;
+    bool expect_hdr;        /* the header being read is Expect */
+    bool expect_continue;   /* Expect: 100-continue seen */
+    char hname[8];          /* first bytes of the header name being read */
+    size_t hname_len;
+
+    struct resp pending;    /* the response waiting for its delay */
 };
 
 struct lsn {
@@ -374,81 +393,100 @@ static const char *reason(int status)
     }
 }
 
-/* head + body into the queue; echo text (if any) is already in c->hdrs etc. */
-static int respond(struct conn *c, int status, uint64_t size, bool keep, bool head, bool echo)
+/* append the /echo dump of the current request to t */
+static int echo_dump(struct conn *c, struct buf *t)
 {
-    size_t start = c->scratch.len;
-    struct buf *b = &c->scratch;
-    bool bodyless = (status >= 100 && status < 200) || status == 204 || status == 304;
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char ver[16], hx[2 * EVP_MAX_MD_SIZE];
     int rc = 0;
 
-    if (echo && !bodyless) {
-        /* build the dump first (after the head's slot) to know its length */
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned mdlen = 0;
-        static const char hex[] = "0123456789abcdef";
-        struct buf t = { 0 };
-        rc |= buf_str(&t, "pod=");
-        rc |= buf_add(&t, pod_name, pod_name_len);
-        rc |= buf_str(&t, "\n");
-        rc |= buf_str(&t, llhttp_method_name((llhttp_method_t)llhttp_get_method(&c->parser)));
-        rc |= buf_str(&t, " ");
-        rc |= buf_add(&t, c->url.p, c->url.len);
-        char ver[16];
-        int vn = snprintf(ver, sizeof ver, " HTTP/%u.%u\n", c->parser.http_major, c->parser.http_minor);
-        rc |= buf_add(&t, ver, (size_t)vn);
-        rc |= buf_add(&t, c->hdrs.p, c->hdrs.len);
-        rc |= buf_str(&t, "body-bytes=");
-        rc |= buf_u64(&t, c->body_bytes);
-        rc |= buf_str(&t, "\nbody-sha256=");
-        EVP_DigestFinal_ex(c->md, md, &mdlen);
-        char hx[2 * EVP_MAX_MD_SIZE];
-        for (unsigned i = 0; i < mdlen; i++) {
-            hx[2 * i] = hex[md[i] >> 4];
-            hx[2 * i + 1] = hex[md[i] & 15];
-        }
-        rc |= buf_add(&t, hx, 2 * mdlen);
-        rc |= buf_str(&t, "\n");
-        rc |= buf_add(&t, c->trailers.p, c->trailers.len);
-        if (rc) {
-            free(t.p);
-            return -1;
-        }
-        size = t.len;
-        /* the head goes first; keep the dump in a temp and append after */
-        char line[64];
-        int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nX-Pod: ", status, reason(status));
-        rc |= buf_add(b, line, (size_t)n);
-        rc |= buf_add(b, pod_name, pod_name_len);
-        rc |= buf_str(b, "\r\nContent-Type: text/plain\r\nContent-Length: ");
-        rc |= buf_u64(b, size);
-        rc |= buf_str(b, keep ? (c->parser.http_major == 1 && c->parser.http_minor == 0
-                                     ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
-                              : "\r\nConnection: close\r\n\r\n");
-        if (!head)
-            rc |= buf_add(b, t.p, t.len);
-        free(t.p);
-        if (rc)
-            return -1;
-        return q_scratch(c, start);
+    rc |= buf_str(t, "pod=");
+    rc |= buf_add(t, pod_name, pod_name_len);
+    rc |= buf_str(t, "\n");
+    rc |= buf_str(t, llhttp_method_name((llhttp_method_t)llhttp_get_method(&c->parser)));
+    rc |= buf_str(t, " ");
+    rc |= buf_add(t, c->url.p, c->url.len);
+    int vn = snprintf(ver, sizeof ver, " HTTP/%u.%u\n", c->parser.http_major, c->parser.http_minor);
+    rc |= buf_add(t, ver, (size_t)vn);
+    rc |= buf_add(t, c->hdrs.p, c->hdrs.len);
+    rc |= buf_str(t, "body-bytes=");
+    rc |= buf_u64(t, c->body_bytes);
+    rc |= buf_str(t, "\nbody-sha256=");
+    EVP_DigestFinal_ex(c->md, md, &mdlen);
+    for (unsigned i = 0; i < mdlen; i++) {
+        hx[2 * i] = hex[md[i] >> 4];
+        hx[2 * i + 1] = hex[md[i] & 15];
     }
+    rc |= buf_add(t, hx, 2 * mdlen);
+    rc |= buf_str(t, "\n");
+    rc |= buf_add(t, c->trailers.p, c->trailers.len);
+    return rc;
+}
 
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nX-Pod: ", status, reason(status));
+/*
+ * Queue the response R to the current request: head, then the body (the echo
+ * dump, or SIZE filler bytes), framed by Content-Length or, with ?chunked=1,
+ * as one chunk plus optional trailers. HEAD and 1xx/204/304 get no body.
+ */
+static int respond(struct conn *c, const struct resp *r)
+{
+    struct buf *b = &c->scratch;
+    size_t start = b->len;
+    bool bodyless = (r->status >= 100 && r->status < 200) || r->status == 204 || r->status == 304;
+    bool http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
+    bool chunked = r->chunked && !http10 && !bodyless;
+    struct buf t = { 0 };
+    uint64_t size = r->size;
+    char line[96];
+    int rc = 0;
+
+    if (r->echo && !bodyless) {
+        rc |= echo_dump(c, &t);
+        size = t.len;
+    }
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nX-Pod: ", r->status, reason(r->status));
     rc |= buf_add(b, line, (size_t)n);
     rc |= buf_add(b, pod_name, pod_name_len);
-    if (!bodyless) {
+    if (r->echo && !bodyless)
+        rc |= buf_str(b, "\r\nContent-Type: text/plain");
+    if (chunked) {
+        rc |= buf_str(b, "\r\nTransfer-Encoding: chunked");
+        if (r->trailers)
+            rc |= buf_str(b, "\r\nTrailer: X-Pod-Trailer");
+    } else if (!bodyless) {
         rc |= buf_str(b, "\r\nContent-Length: ");
         rc |= buf_u64(b, size);
     }
-    rc |= buf_str(b, keep ? (c->parser.http_major == 1 && c->parser.http_minor == 0
-                                 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n")
-                          : "\r\nConnection: close\r\n\r\n");
-    if (rc || q_scratch(c, start) < 0)
+    rc |= buf_str(b, !r->keep ? "\r\nConnection: close\r\n\r\n"
+                     : http10 ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\n\r\n");
+    if (!bodyless && !r->head) {
+        if (chunked && size > 0) {
+            n = snprintf(line, sizeof line, "%llx\r\n", (unsigned long long)size);
+            rc |= buf_add(b, line, (size_t)n);
+        }
+        if (r->echo) {
+            rc |= buf_add(b, t.p, t.len);
+        } else if (size > 0) {
+            rc |= q_scratch(c, start);
+            rc |= q_push(c, true, 0, size);
+            start = b->len;
+        }
+        if (chunked) {
+            rc |= buf_str(b, size > 0 ? "\r\n0\r\n" : "0\r\n");
+            if (r->trailers) {
+                rc |= buf_str(b, "X-Pod-Trailer: ");
+                rc |= buf_add(b, pod_name, pod_name_len);
+                rc |= buf_str(b, "\r\n");
+            }
+            rc |= buf_str(b, "\r\n");
+        }
+    }
+    free(t.p);
+    if (rc)
         return -1;
-    if (!bodyless && !head)
-        return q_push(c, true, 0, size);
-    return 0;
+    return q_scratch(c, start);
 }
 
 /* ---- llhttp callbacks ---- */
@@ -458,6 +496,8 @@ static int on_message_begin(llhttp_t *p)
     struct conn *c = p->data;
     c->url.len = c->hdrs.len = c->trailers.len = 0;
     c->in_value = c->headers_done = c->echo = c->too_big = false;
+    c->expect_hdr = c->expect_continue = false;
+    c->hname_len = 0;
     c->body_bytes = 0;
     return 0;
 }
@@ -488,6 +528,9 @@ static int on_url_complete(llhttp_t *p)
 static int on_hfield(llhttp_t *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
+    /* the first bytes of every name, to spot Expect */
+    for (size_t i = 0; i < n && c->hname_len < sizeof c->hname; i++)
+        c->hname[c->hname_len++] = at[i];
     if (!c->echo)
         return 0;
     struct buf *b = c->headers_done ? &c->trailers : &c->hdrs;
@@ -510,6 +553,8 @@ static int on_hfield(llhttp_t *p, const char *at, size_t n)
 static int on_hfield_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
+    c->expect_hdr = !c->headers_done && c->hname_len == 6 && strncasecmp(c->hname, "expect", 6) == 0;
+    c->hname_len = 0;
     if (!c->echo)
         return 0;
     return buf_str(c->headers_done ? &c->trailers : &c->hdrs, ": ") < 0 ? HPE_USER : 0;
@@ -518,6 +563,8 @@ static int on_hfield_complete(llhttp_t *p)
 static int on_hvalue(llhttp_t *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
+    if (c->expect_hdr && n >= 12 && strncasecmp(at, "100-continue", 12) == 0)
+        c->expect_continue = true;
     if (!c->echo)
         return 0;
     c->in_value = true;
@@ -528,6 +575,12 @@ static int on_hvalue(llhttp_t *p, const char *at, size_t n)
     return buf_add(c->headers_done ? &c->trailers : &c->hdrs, at, n) < 0 ? HPE_USER : 0;
 }
 
+static int on_hvalue_complete(llhttp_t *p)
+{
+    ((struct conn *)p->data)->expect_hdr = false;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
@@ -535,6 +588,14 @@ static int on_headers_complete(llhttp_t *p)
         return HPE_USER;
     c->in_value = false;
     c->headers_done = true;
+    /* Expect: 100-continue on a request with a body: say go ahead (sent with
+     * the next flush, before the final response) */
+    if (c->expect_continue && p->http_minor >= 1 &&
+        ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+        size_t start = c->scratch.len;
+        if (buf_str(&c->scratch, "HTTP/1.1 100 Continue\r\n\r\n") < 0 || q_scratch(c, start) < 0)
+            return HPE_USER;
+    }
     return 0;
 }
 
@@ -579,24 +640,26 @@ static int on_message_complete(llhttp_t *p)
     if (c->echo && c->in_value && c->headers_done && buf_str(&c->trailers, "\n") < 0)
         return HPE_USER;
     int64_t v;
-    int status = 200;
-    uint64_t size = pod_size;
+    struct resp r = {
+        .status = 200,
+        .size = pod_size,
+        .keep = llhttp_should_keep_alive(p) && !p->upgrade && query_num(c, "close") <= 0,
+        .head = llhttp_get_method(p) == HTTP_HEAD,
+        .echo = c->echo,
+        .chunked = query_num(c, "chunked") > 0,
+        .trailers = query_num(c, "trailers") > 0,
+    };
     if ((v = query_num(c, "status")) >= 100 && v <= 999)
-        status = (int)v;
+        r.status = (int)v;
     if ((v = query_num(c, "size")) >= 0)
-        size = (uint64_t)v;
-    bool keep = llhttp_should_keep_alive(p) && !p->upgrade;
-    bool head = llhttp_get_method(p) == HTTP_HEAD;
+        r.size = (uint64_t)v;
     if ((v = query_num(c, "delay")) > 0) {
         c->delayed = true;
-        c->d_status = status;
-        c->d_size = size;
-        c->d_keep = keep;
-        c->d_head = head;
+        c->pending = r;
         timer_add(c, now_ms() + v);
-    } else if (respond(c, status, size, keep, head, c->echo) < 0) {
+    } else if (respond(c, &r) < 0) {
         return HPE_USER;
-    } else if (!keep) {
+    } else if (!r.keep) {
         c->closing = true;
     }
     return HPE_PAUSED; /* one request per llhttp_execute(): see process() */
@@ -677,9 +740,19 @@ static void start_linger(struct conn *c)
 static bool settle(struct conn *c)
 {
     if (!c->lingering) {
-        if (q_flush(c) < 0) {
-            conn_free(c);
-            return false;
+        /* a backlog (OUT_HIGH) may have stopped parsing with pipelined requests
+         * still buffered: once the socket took some, answer them too */
+        for (int round = 0; round < 64; round++) {
+            if (q_flush(c) < 0) {
+                conn_free(c);
+                return false;
+            }
+            size_t before = c->in_len;
+            if (before == 0 || c->closing || c->delayed || c->qbytes >= OUT_HIGH)
+                break;
+            process(c);
+            if (c->in_len == before)
+                break;
         }
         if (c->closing && c->qlen == 0 && !c->delayed)
             start_linger(c);
@@ -725,11 +798,11 @@ static void on_timer(struct conn *c)
         return;
     }
     c->delayed = false;
-    if (respond(c, c->d_status, c->d_size, c->d_keep, c->d_head, c->echo) < 0) {
+    if (respond(c, &c->pending) < 0) {
         conn_free(c);
         return;
     }
-    if (!c->d_keep)
+    if (!c->pending.keep)
         c->closing = true;
     process(c);
     settle(c);
@@ -899,6 +972,7 @@ int main(int argc, char **argv)
     settings.on_header_field = on_hfield;
     settings.on_header_field_complete = on_hfield_complete;
     settings.on_header_value = on_hvalue;
+    settings.on_header_value_complete = on_hvalue_complete;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;

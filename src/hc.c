@@ -147,10 +147,15 @@ uint32_t hc_table_size(void)
     return n;
 }
 
+/*
+ * Called on every pick and every lb_done: the coarse clock (a tick, ~4 ms, of
+ * resolution) costs a few ns where the precise one costs tens in VMs, and
+ * nothing here needs better than a tick (ejections, EWMA decay, probes).
+ */
 uint64_t hc_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
@@ -571,9 +576,21 @@ static struct hc_probe *hc_probe_find(const char *addr)
     return NULL;
 }
 
+static int hc_want_cmp(const void *a, const void *b)
+{
+    const struct hc_want *x = a, *y = b;
+    int c = strcmp(x->addr, y->addr);
+    if (c)
+        return c;
+    /* one endpoint in two backends with different checks: the more frequent one wins */
+    return x->conf.interval_ms < y->conf.interval_ms ? -1 : x->conf.interval_ms > y->conf.interval_ms;
+}
+
 /* health thread: make the probe set equal to ws (keeping state of the ones that remain) */
 static void hc_reconcile(struct hc_wants *ws)
 {
+    /* stable order: duplicates (one endpoint in two backends) become neighbours */
+    qsort(ws->v, ws->n, sizeof(*ws->v), hc_want_cmp);
     for (uint32_t i = 0; i < hc_nprobes; i++)
         hc_probes[i]->seen = false;
     struct hc_probe **next = calloc(ws->n + 1, sizeof(*next));
@@ -584,7 +601,7 @@ static void hc_reconcile(struct hc_wants *ws)
         struct hc_want *w = &ws->v[i];
         struct hc_probe *p = hc_probe_find(w->addr);
         if (p && p->seen)
-            continue; /* same endpoint in two backends: the first conf wins */
+            continue; /* same endpoint in two backends: the first (shortest interval) wins */
         if (p) {
             bool resched = p->w.conf.interval_ms != w->conf.interval_ms;
             p->w = *w;
@@ -598,11 +615,8 @@ static void hc_reconcile(struct hc_wants *ws)
             next[nnext++] = p;
             continue;
         }
-        bool dup = false;
-        for (uint32_t k = 0; k < nnext && !dup; k++)
-            dup = strcmp(next[k]->w.addr, w->addr) == 0;
-        if (dup)
-            continue;
+        if (nnext && strcmp(next[nnext - 1]->w.addr, w->addr) == 0)
+            continue; /* same endpoint in two backends: the first (shortest interval) wins */
         p = calloc(1, sizeof(*p));
         if (!p)
             abort();

@@ -355,7 +355,7 @@ static void decode_value(struct k8s_dctx *c, const struct k8s_field *f, const st
 void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct ydoc_node *n,
                      void *base)
 {
-    uint64_t seen = 0;
+    uint64_t seen = 0, written = 0;
     for (uint32_t i = 0; i < n->n; i++) {
         const struct ydoc_node *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
         const char *key = k->type == YDOC_SCALAR ? k->str : "?";
@@ -367,7 +367,10 @@ void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct
                 break;
             }
         size_t old = k8s__path_key(c, key);
-        if (!f) {
+        if (f && idx < 64 && (written & (1ull << idx))) {
+            /* the API server's strict decoding rejects this too */
+            k8s__err(c, k, "duplicate field \"%s\"", key);
+        } else if (!f) {
             k8s__warn(c, k, "unknown field \"%s\"", key);
         } else if (!ydoc_is_null(v) || f->type == KF_IGNORE) {
             if (idx < 64)
@@ -378,6 +381,8 @@ void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct
             if (f->set_off)
                 *(bool *)((char *)base + f->set_off - 1) = true;
         }
+        if (f && idx < 64)
+            written |= 1ull << idx;
         k8s__path_restore(c, old);
     }
     unsigned idx = 0;
@@ -541,6 +546,10 @@ static void decode_object(const struct ydoc *d, const struct ydoc_node *n, struc
     for (uint32_t i = 0; i < n->n; i++) {
         const struct ydoc_node *k = n->kids[2 * i], *v = n->kids[2 * i + 1];
         const char *key = k->type == YDOC_SCALAR ? k->str : "?";
+        if (ydoc_get(n, key) != v) {
+            k8s_obj_error(o, errs, k8s__pos(k), "%s: duplicate field \"%s\"", key, key);
+            continue;
+        }
         if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata"))
             continue;
         const struct k8s_field *f = NULL;
@@ -600,6 +609,19 @@ bool k8s_base64_decode(struct arena *a, const char *in, size_t inlen, const unsi
     for (size_t i = 0; i < inlen; i++)
         if (in[i] != '\n' && in[i] != '\r' && in[i] != ' ' && in[i] != '\t')
             clean[n++] = in[i];
+    /* EVP_DecodeBlock skips some bytes it does not know: check the alphabet first */
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = clean[i];
+        bool alpha = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                     (ch >= '0' && ch <= '9') || ch == '+' || ch == '/';
+        if (ch == '=' && i + 2 >= n)
+            pad++;
+        else if (!alpha || pad) {
+            free(clean);
+            return false;
+        }
+    }
     if (n % 4 != 0) {
         free(clean);
         return false;
@@ -668,7 +690,7 @@ bool k8s__is_ip(const char *s)
     return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
 }
 
-bool k8s__parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *prefix)
+bool k8s_parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *prefix)
 {
     char ip[64];
     const char *slash = strchr(s, '/');

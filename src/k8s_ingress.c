@@ -172,11 +172,13 @@ static void ing_check(struct k8s_dctx *c, const struct ydoc_node *n)
     k8s__policy_parse(c, &ing->policy, &ing->annot);
     ing->class_annotation = k8s_kv_get(&c->o->meta.annotations, "kubernetes.io/ingress.class");
     check_backend(c, &ing->default_backend, "spec.defaultBackend", c->o->pos);
-    if (!ing->nrules && !ing->default_backend.set)
+    if (!ing->nrules && !ing->default_backend.set && !c->o->nerrors)
         k8s_obj_warn(c->o, c->errs, c->o->pos, "spec: neither rules nor defaultBackend: nothing to route");
     for (uint32_t i = 0; i < ing->nrules; i++) {
         struct k8s_ing_rule *r = &ing->rules[i];
         const char *why;
+        if (r->host && !*r->host)
+            r->host = NULL; /* "" is the API's "any host" as much as an absent one */
         if (r->host && (why = host_problem(r->host)) != NULL)
             k8s__err_at(c, r->pos, "spec.rules[%u].host: \"%s\" %s", i, r->host, why);
         for (uint32_t j = 0; j < r->npaths; j++) {

@@ -91,7 +91,7 @@ static void check_cidr(struct k8s_dctx *c, struct k8s_pos pos, const char *what,
     unsigned char a[16];
     int fam;
     unsigned pfx;
-    if (!k8s__parse_cidr(s, a, &fam, &pfx)) {
+    if (!k8s_parse_cidr(s, a, &fam, &pfx)) {
         k8s__err_at(c, pos, "%s: invalid CIDR \"%s\"", what, s);
         *fam_out = 0;
         return;

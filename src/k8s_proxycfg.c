@@ -56,6 +56,7 @@
 
 #include "ingressd/arena.h"
 #include "ingressd/str.h"
+#include "ingressd/tls.h"
 #include "k8s-int.h"
 
 #define PC(m) offsetof(struct k8s_proxycfg, m)
@@ -65,7 +66,7 @@ static const char *const lb_names[] = { "round_robin", "least_conn", "ewma", "ha
 
 static const struct k8s_field listen_fields[] = {
     { .name = "address", .type = KF_STR, .off = offsetof(struct k8s_listen, address),
-      .required = true },
+      .required = true, .pos_off = K8S_OFF1(struct k8s_listen, address_pos) },
     { .name = "tls", .type = KF_BOOL, .off = offsetof(struct k8s_listen, tls) },
     { NULL },
 };
@@ -161,7 +162,7 @@ static const struct k8s_field spec_fields[] = {
     { .name = "upstreamKeepalive", .type = KF_U32, .off = PCS(upstream_keepalive), .max = 100000 },
     { .name = "healthCheck", .type = KF_MAP, .sub = hc_fields },
     { .name = "outlierDetection", .type = KF_MAP, .sub = outlier_fields },
-    { .name = "tls", .type = KF_MAP, .sub = tls_fields },
+    { .name = "tls", .type = KF_MAP, .sub = tls_fields, .pos_off = PC(tls_pos) + 1 },
     { .name = "accessLog", .type = KF_STR, .off = PCS(access_log) },
     { NULL },
 };
@@ -208,13 +209,13 @@ static void pc_check(struct k8s_dctx *c, const struct ydoc_node *n)
         struct sockaddr_storage sa;
         socklen_t sl;
         if (pc->listen[i].address && !k8s_parse_hostport(pc->listen[i].address, &sa, &sl))
-            k8s__err_at(c, pc->listen[i].pos,
+            k8s__err_at(c, pc->listen[i].address_pos,
                         "spec.listen[%u].address: invalid address \"%s\" (want IP:PORT)", i,
                         pc->listen[i].address);
         for (uint32_t j = 0; j < i; j++)
             if (pc->listen[i].address && pc->listen[j].address &&
                 !strcmp(pc->listen[i].address, pc->listen[j].address))
-                k8s__err_at(c, pc->listen[i].pos,
+                k8s__err_at(c, pc->listen[i].address_pos,
                             "spec.listen[%u].address: \"%s\" is already listed as spec.listen[%u]",
                             i, pc->listen[i].address, j);
     }
@@ -230,6 +231,10 @@ static void pc_check(struct k8s_dctx *c, const struct ydoc_node *n)
             k8s__err_at(c, pc->defcert_pos,
                         "spec.defaultCertificate: \"%s\" must be NAMESPACE/NAME of a Secret", dc);
     }
+    char msg[256];
+    if ((pc->s.tls.ciphers || pc->s.tls.ciphersuites) &&
+        tls_check_ciphers(pc->s.tls.ciphers, pc->s.tls.ciphersuites, msg, sizeof(msg)) < 0)
+        k8s__err_at(c, pc->tls_pos, "spec.tls: %s", msg);
     if (pc->s.outlier.max_ejection_ms < pc->s.outlier.base_ejection_ms)
         pc->s.outlier.max_ejection_ms = pc->s.outlier.base_ejection_ms;
 }

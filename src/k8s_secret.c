@@ -74,11 +74,16 @@ static void sec_check(struct k8s_dctx *c, const struct ydoc_node *n)
     }
     char msg[256] = "";
     if (tls_check_pair(s->crt, s->crtlen, s->key, s->keylen, false, msg, sizeof(msg)) < 0) {
-        const struct k8s_kv *kv = k8s_kv_find(&s->data, "tls.crt");
+        /* tls.c names the key it is about ("tls.key: ..."): point at that one */
+        bool about_key = !strncmp(msg, "tls.key", 7);
+        bool named = about_key || !strncmp(msg, "tls.crt", 7);
+        const char *k = about_key ? "tls.key" : "tls.crt";
+        const struct k8s_kv *kv = k8s_kv_find(&s->string_data, k);
         if (!kv)
-            kv = k8s_kv_find(&s->string_data, "tls.crt");
-        k8s_obj_error(c->o, c->errs, kv ? kv->pos : c->o->pos, "data.tls.crt: %s",
-                      msg[0] ? msg : "invalid certificate or key");
+            kv = k8s_kv_find(&s->data, k);
+        k8s_obj_error(c->o, c->errs, kv ? kv->pos : c->o->pos, "%s%s%s",
+                      kv && kv == k8s_kv_find(&s->string_data, k) ? "stringData." : "data.",
+                      named ? "" : "tls.crt: ", msg[0] ? msg : "invalid certificate or key");
     }
 }
 

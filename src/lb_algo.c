@@ -17,7 +17,8 @@
  *   and equal endpoints are not filled in index order.
  *
  * ewma: power of two choices (Mitzenmacher; Envoy's least_request and
- *   ingress-nginx's ewma): two distinct random usable endpoints, keep the one
+ *   ingress-nginx's ewma): two distinct random usable endpoints (O(1) when
+ *   both of the first two draws are usable), keep the one
  *   with the lower score = (ewma_us + 1) * (active_conns + 1). The EWMA is
  *   peak-sensitive and decays toward 0 while idle (hc_ewma_*), so a slow
  *   endpoint gets traffic again after its average fades. An endpoint without a
@@ -107,6 +108,19 @@ static const struct snap_endpoint *lb_ewma_pick(const struct snap_backend *be, s
 {
     uint32_t n = be->neps;
     const struct snap_endpoint *a = NULL, *b = NULL;
+    if (n >= 2) {
+        /* the common case, O(1): two distinct random endpoints that are both usable */
+        uint32_t i = (uint32_t)(lb__rand() % n);
+        uint32_t j = (uint32_t)(lb__rand() % (n - 1));
+        if (j >= i)
+            j++;
+        if (lb_ep_usable(&be->eps[i], req) && lb_ep_usable(&be->eps[j], req)) {
+            a = &be->eps[i];
+            b = &be->eps[j];
+            return lb_ewma_score(a, req->now_ms) <= lb_ewma_score(b, req->now_ms) ? a : b;
+        }
+    }
+    /* some are out: choose among the usable ones only */
     if (n <= LB_SMALL) {
         uint16_t ok[LB_SMALL];
         uint32_t m = 0;

@@ -12,22 +12,27 @@
  *   hosts "*.foo.com"  -> wild map   ---+--> ents[k]      (first spec naming a host wins)
  *   no SNI / no match  -> ents[def]     (spec.defaultCertificate, or the process's
  *                                        self-signed ingressd-default certificate)
+ *   every SSL starts on  base           (this store's own context, default certificate)
  *
  * One SSL_CTX per distinct Secret: ten Ingresses sharing a wildcard Secret
- * share one context. Every context is configured identically (TLS 1.2-1.3,
- * ciphers from ProxyConfig, ALPN http/1.1, no renegotiation, tickets from the
- * process-wide key ring in tls_ticket.c), because OpenSSL reads some settings
- * from the initial context and others from the one SNI switched to.
+ * share one context, and an unchanged Secret keeps its context across
+ * reloads (tls_cache.c: building one costs ~2 ms on OpenSSL 3.0). Every
+ * context is configured identically (TLS 1.2-1.3, ciphers from ProxyConfig,
+ * ALPN http/1.1, no renegotiation, tickets from the process-wide key ring in
+ * tls_ticket.c), because OpenSSL reads some settings from the initial
+ * context and others from the one SNI switched to. Only base is per store: it
+ * carries the servername callback's argument, so shared contexts never point
+ * at a store.
  *
- * Handshake (worker thread): tls_new_server_ssl() creates the SSL on the
- * default context and stores a counted reference to the store in the SSL's
- * ex_data. At ClientHello the servername callback looks the SNI up (exact,
- * then one-label wildcard, then default), SSL_set_SSL_CTX()s to the winner and
- * records the winner's index in a second ex_data slot. tls_ssl_covers_host()
- * later reads both to refuse requests whose Host the presented certificate
- * does not name (421: no domain fronting from one tenant's certificate to
- * another tenant's host). Nothing on that path locks or allocates beyond what
- * OpenSSL itself does.
+ * Handshake (worker thread): tls_new_server_ssl() creates the SSL on base and
+ * stores a counted reference to the store in the SSL's ex_data. At
+ * ClientHello the servername callback looks the SNI up (exact, then one-label
+ * wildcard, then default), SSL_set_SSL_CTX()s to the winner and records the
+ * winner's index in a second ex_data slot. tls_ssl_covers_host() later reads
+ * both to refuse requests whose Host the presented certificate does not name
+ * (421: no domain fronting from one tenant's certificate to another tenant's
+ * host). Nothing on that path locks or allocates beyond what OpenSSL itself
+ * does (SSL_set_SSL_CTX copies the certificate slot, as it does for nginx).
  *
  * Lifetime (the subtle part): the snapshot owns one reference to its store
  * and drops it in tls_store_free(). Each SSL created from the store owns
@@ -35,9 +40,9 @@
  * store — its maps and name lists — lives until the last connection that
  * handshook against it is gone, even when that is long after a reload, and
  * covers_host never reads freed memory. The SSL_CTXs are refcounted by
- * OpenSSL on top of that (each SSL holds its ctx and its session ctx).
- * Session tickets do not depend on the store at all, so a client resumes
- * across reloads.
+ * OpenSSL on top of that (each SSL holds its ctx and its session ctx; the
+ * store and the cache hold theirs). Session tickets do not depend on the
+ * store at all, so a client resumes across reloads.
  *
  * Threads: built on the loader thread, immutable afterwards; read by all
  * workers; the last reference may drop on any thread.
@@ -63,7 +68,8 @@
 #define TLS_NAME_MAX 255                 /* RFC 1035 name length; longer SNI cannot match */
 
 struct tls_ent {                         /* one Secret, one context */
-    SSL_CTX *ctx;                        /* owned (one ref) */
+    SSL_CTX *ctx;                        /* one ref; shared with tls_cache and other stores;
+                                          * NULL for the generated default (base serves it) */
     char *secret;                        /* "ns/name", or NULL for the generated default */
     char **names;                        /* lowercase names it answers for (SAN/CN + Ingress hosts) */
     size_t nnames, capnames;
@@ -82,6 +88,8 @@ struct tls_map {                         /* open addressing, linear probing, pow
 
 struct tls_store {
     _Atomic unsigned refs;               /* snapshot + every live SSL made from it */
+    SSL_CTX *base;                       /* every SSL starts here: default certificate, SNI
+                                          * callback pointing at this store; never shared */
     struct tls_ent *ents;
     size_t nents, capents;
     size_t def;                          /* index of the default entry */
@@ -232,6 +240,7 @@ static void tls_store_destroy(struct tls_store *ts)
 {
     for (size_t i = 0; i < ts->nents; i++)
         tls_ent_clear(&ts->ents[i]);
+    SSL_CTX_free(ts->base);
     free(ts->ents);
     free(ts->exact.v);
     free(ts->wild.v);
@@ -270,7 +279,10 @@ static int tls_sni_cb(SSL *ssl, int *al, void *arg)
 
     if (!ts) {
         /* an SSL made with SSL_new(tls_store_server_ctx()) instead of tls_new_server_ssl():
-         * adopt the store now, valid because the caller still holds its snapshot */
+         * adopt the store now, valid because the caller still holds its snapshot. Only
+         * base contexts carry the argument; shared ones see the store in ex_data. */
+        if (!arg)
+            return SSL_TLSEXT_ERR_OK;
         ts = arg;
         atomic_fetch_add_explicit(&ts->refs, 1, memory_order_relaxed);
         SSL_set_ex_data(ssl, tls_ex_store, ts);
@@ -288,8 +300,10 @@ static int tls_sni_cb(SSL *ssl, int *al, void *arg)
     if (e < 0)
         e = (long)ts->def;
     SSL_set_ex_data(ssl, tls_ex_ent, (void *)(uintptr_t)(e + 1));
-    if (ts->ents[e].ctx != SSL_get_SSL_CTX(ssl))
-        SSL_set_SSL_CTX(ssl, ts->ents[e].ctx);
+    /* the default certificate is what base already presents */
+    SSL_CTX *to = (size_t)e == ts->def ? ts->base : ts->ents[e].ctx;
+    if (to != SSL_get_SSL_CTX(ssl))
+        SSL_set_SSL_CTX(ssl, to);
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -317,10 +331,10 @@ int tls_check_ciphers(const char *ciphers, const char *suites, char *msg, size_t
     return rc;
 }
 
-/* a server context for one certificate, configured like every other one */
-static SSL_CTX *tls_server_ctx_new(struct tls_store *ts, const struct snap_tls_conf *conf,
-                                   X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *msg,
-                                   size_t msglen)
+/* a server context for one certificate, configured like every other one (tls_int.h) */
+SSL_CTX *tls__server_ctx_new(struct tls_store *sni_arg, const struct snap_tls_conf *conf,
+                             X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *msg,
+                             size_t msglen)
 {
     char why[160];
     const char *ciphers = conf && conf->ciphers ? conf->ciphers : TLS_MOZ_CIPHERS;
@@ -353,10 +367,12 @@ static SSL_CTX *tls_server_ctx_new(struct tls_store *ts, const struct snap_tls_c
     SSL_CTX_set_num_tickets(ctx, 1);
     if (tls__ticket_setup(ctx, conf ? conf->ticket_rotate_ms : 0) < 0)
         goto fail;
-    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* libevent may hand SSL_write a different buffer on retry; idle keep-alive
+     * connections give their 2x16 KiB record buffers back (nginx does the same) */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, tls_sni_cb);
-    SSL_CTX_set_tlsext_servername_arg(ctx, ts);
+    SSL_CTX_set_tlsext_servername_arg(ctx, sni_arg);
     if (SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1)
         goto fail;
     for (int i = 0; chain && i < sk_X509_num(chain); i++)
@@ -395,7 +411,7 @@ static struct tls_ent *tls_ent_new(struct tls_store *ts)
  */
 static long tls_ent_for(struct tls_store *ts, struct tls_map *bysecret,
                         const struct tls_cert_spec *sp, const struct snap_tls_conf *conf,
-                        struct cfg_errs *errs)
+                        uint64_t gen, struct cfg_errs *errs)
 {
     const char *secret = sp->secret ? sp->secret : "";
     size_t slen = strlen(secret);
@@ -403,28 +419,24 @@ static long tls_ent_for(struct tls_store *ts, struct tls_map *bysecret,
     if (e >= 0)
         return e == LONG_MAX ? -1 : e; /* LONG_MAX marks "failed before" */
 
-    struct tls_pem p = { 0 };
     char msg[256];
     struct tls_ent *ent = tls_ent_new(ts);
     if (!ent)
         return -2;
-    if (tls__pem_load(sp->crt, sp->crtlen, sp->key, sp->keylen, &p, msg, sizeof(msg)) < 0
-        || !(ent->ctx = tls_server_ctx_new(ts, conf, p.leaf, p.chain, p.key, msg, sizeof(msg)))) {
+    if (!(ent->ctx = tls__cache_get(sp, conf, gen, msg, sizeof(msg)))) {
         if (errs) {
             char obj[300];
             snprintf(obj, sizeof(obj), "Secret %s", secret);
             cfg_errs_add(errs, CFG_ERROR, sp->file, sp->line, 0, obj, "%s", msg);
         }
-        tls__pem_clear(&p);
         /* the temporary map may borrow the spec's string: specs outlive the build */
         return tls_map_put(bysecret, secret, slen, (size_t)LONG_MAX) < 0 ? -2 : -1;
     }
-    if (!(ent->secret = strdup(secret)) || tls__cert_names(p.leaf, tls_ent_add_name, ent) < 0) {
-        tls__pem_clear(&p);
+    if (!(ent->secret = strdup(secret))
+        || tls__cert_names(SSL_CTX_get0_certificate(ent->ctx), tls_ent_add_name, ent) < 0) {
         tls_ent_clear(ent);
         return -2;
     }
-    tls__pem_clear(&p);
     ts->nents++;
     if (tls_map_put(bysecret, ent->secret, slen, ts->nents - 1) < 0)
         return -2;
@@ -472,6 +484,8 @@ struct tls_store *tls_store_build(const struct tls_cert_spec *specs, size_t n,
     char msg[256];
     long *entof = NULL;
 
+    uint64_t gen = tls__cache_begin();
+
     pthread_once(&tls_ex_once, tls_ex_init);
     if (!ts || tls_ex_store < 0 || tls_ex_ent < 0)
         goto fail;
@@ -482,7 +496,7 @@ struct tls_store *tls_store_build(const struct tls_cert_spec *specs, size_t n,
     if (n && !(entof = calloc(n, sizeof(*entof))))
         goto fail;
     for (size_t i = 0; i < n; i++)
-        if ((entof[i] = tls_ent_for(ts, &bysecret, &specs[i], conf, errs)) == -2)
+        if ((entof[i] = tls_ent_for(ts, &bysecret, &specs[i], conf, gen, errs)) == -2)
             goto fail;
     /* explicit hosts first, in spec order; then, for specs without hosts, the names
      * in their certificates (an Ingress tls entry with no hosts serves its cert's names) */
@@ -507,24 +521,33 @@ struct tls_store *tls_store_build(const struct tls_cert_spec *specs, size_t n,
 
     long d = -1;
     if (def) {
-        d = tls_ent_for(ts, &bysecret, def, conf, errs);
+        d = tls_ent_for(ts, &bysecret, def, conf, gen, errs);
         if (d == -2)
             goto fail;
     }
+    X509 *x;
+    EVP_PKEY *k;
+    STACK_OF(X509) *chain = NULL;
     if (d < 0) {
-        X509 *x;
-        EVP_PKEY *k;
-        struct tls_ent *ent = tls_ent_new(ts);
-        if (!ent || tls__selfsigned(&x, &k) < 0
-            || !(ent->ctx = tls_server_ctx_new(ts, conf, x, NULL, k, msg, sizeof(msg))))
+        /* the generated certificate: an entry with no names and no context of its own */
+        if (!tls_ent_new(ts) || tls__selfsigned(&x, &k) < 0)
             goto fail;
         d = (long)ts->nents++;
+    } else {
+        SSL_CTX *dc = ts->ents[d].ctx;
+        x = SSL_CTX_get0_certificate(dc);
+        k = SSL_CTX_get0_privatekey(dc);
+        SSL_CTX_get0_chain_certs(dc, &chain);
     }
     ts->def = (size_t)d;
+    if (!(ts->base = tls__server_ctx_new(ts, conf, x, chain, k, msg, sizeof(msg))))
+        goto fail;
+    tls__cache_end(gen, true);
     free(entof);
     free(bysecret.v);
     return ts;
 fail:
+    tls__cache_end(gen, false);
     free(entof);
     free(bysecret.v);
     if (ts)
@@ -541,7 +564,7 @@ void tls_store_free(struct tls_store *ts)
 
 SSL_CTX *tls_store_server_ctx(struct tls_store *ts)
 {
-    return ts ? ts->ents[ts->def].ctx : NULL;
+    return ts ? ts->base : NULL;
 }
 
 /*
@@ -553,7 +576,7 @@ SSL *tls_new_server_ssl(struct tls_store *ts)
 {
     if (!ts)
         return NULL;
-    SSL *ssl = SSL_new(ts->ents[ts->def].ctx);
+    SSL *ssl = SSL_new(ts->base);
     if (!ssl)
         return NULL;
     atomic_fetch_add_explicit(&ts->refs, 1, memory_order_relaxed);

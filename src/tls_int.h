@@ -6,6 +6,7 @@
  *   tls_pem.c     PEM parsing, tls_check_pair, the process-wide self-signed default,
  *                 upstream client contexts (L, and main for -t)
  *   tls_ticket.c  the process-wide session ticket key ring (W, rotated lazily)
+ *   tls_cache.c   SSL_CTXs reused across reloads, keyed by a digest of their PEMs (L)
  *
  * Cross-file functions use the tls__ prefix (h2o's convention for internals).
  */
@@ -54,6 +55,27 @@ int tls__cert_names(X509 *x, tls_name_fn fn, void *arg);
 
 /* installs the process-wide ticket key callback and records the rotation period */
 int tls__ticket_setup(SSL_CTX *ctx, uint32_t rotate_ms);
+
+struct tls_store;
+struct tls_cert_spec;
+struct snap_tls_conf;
+
+/*
+ * A server context for one certificate, configured like every other one
+ * (versions, ciphers, ALPN, tickets, SNI callback). sni_arg is the store for
+ * a store's own base context, NULL for shared (cached) ones. NULL + msg on error.
+ */
+SSL_CTX *tls__server_ctx_new(struct tls_store *sni_arg, const struct snap_tls_conf *conf,
+                             X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *key, char *msg,
+                             size_t msglen);
+
+/* the cache: begin locks and returns this build's generation; end unlocks (and,
+ * after a successful build, drops contexts that build did not use) */
+uint64_t tls__cache_begin(void);
+void tls__cache_end(uint64_t gen, bool sweep);
+/* a new reference to the context for sp's PEMs under conf (cached or built); NULL + msg */
+SSL_CTX *tls__cache_get(const struct tls_cert_spec *sp, const struct snap_tls_conf *conf,
+                        uint64_t gen, char *msg, size_t msglen);
 
 /* "tls.crt: " style error text from the thread's OpenSSL queue (and clears it) */
 void tls__ossl_reason(char *buf, size_t len);

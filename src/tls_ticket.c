@@ -18,6 +18,10 @@
  * the slot *after* the current one, then publishes gen+1 (release). Readers
  * copy the two slots they need and re-check gen; only when it moved by two or
  * more (the slot they copied may have been rewritten) do they copy again.
+ * Slots are arrays of atomic words written with release and read with acquire
+ * (plain moves on x86), so the check is sound without fences and the race
+ * detector has nothing to report: a reader that sees a rewritten word also
+ * sees the gen that made it retry.
  * Rotation happens lazily on the handshake path when the current key is older
  * than the period; an atomic_flag lets one thread do it while the others keep
  * using the current key rather than wait.
@@ -38,13 +42,20 @@
 
 #define TLS_TK_SLOTS 4
 
-struct tls_tkey {
+struct tls_tkey {                       /* 80 bytes: a whole number of words */
     unsigned char name[16];             /* sent in the ticket, picks the key on decrypt */
     unsigned char aes[32];              /* AES-256-CBC */
     unsigned char hmac[32];             /* HMAC-SHA256 */
 };
 
-static struct tls_tkey tls_tk_slot[TLS_TK_SLOTS];
+#define TLS_TK_WORDS (sizeof(struct tls_tkey) / sizeof(uint64_t))
+_Static_assert(sizeof(struct tls_tkey) % sizeof(uint64_t) == 0, "tls_tkey must be whole words");
+
+struct tls_tk_slot {
+    _Atomic uint64_t w[TLS_TK_WORDS];  /* a struct tls_tkey, word by word */
+};
+
+static struct tls_tk_slot tls_tk_slot[TLS_TK_SLOTS];
 static _Atomic uint64_t tls_tk_gen;          /* current = slot[gen % SLOTS] */
 static _Atomic uint64_t tls_tk_born_ms;      /* when the current key was made (monotonic) */
 static _Atomic uint32_t tls_tk_rotate_ms = TLS_DEFAULT_TICKET_ROTATE_MS;
@@ -68,11 +79,32 @@ static int tls_tk_fill(struct tls_tkey *k)
                : -1;
 }
 
+static void tls_tk_store(struct tls_tk_slot *slot, const struct tls_tkey *k)
+{
+    uint64_t w[TLS_TK_WORDS];
+    memcpy(w, k, sizeof(w));
+    for (size_t i = 0; i < TLS_TK_WORDS; i++)
+        atomic_store_explicit(&slot->w[i], w[i], memory_order_release);
+    OPENSSL_cleanse(w, sizeof(w));
+}
+
+static void tls_tk_load(struct tls_tk_slot *slot, struct tls_tkey *k)
+{
+    uint64_t w[TLS_TK_WORDS];
+    for (size_t i = 0; i < TLS_TK_WORDS; i++)
+        w[i] = atomic_load_explicit(&slot->w[i], memory_order_acquire);
+    memcpy(k, w, sizeof(w));
+    OPENSSL_cleanse(w, sizeof(w));
+}
+
 static void tls_tk_init(void)
 {
     tls_tk_aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
     /* slot 0 is gen 0's key; the previous slot stays zero and is never matched (see lookup) */
-    tls_tk_ok = tls_tk_aes && tls_tk_fill(&tls_tk_slot[0]) == 0;
+    struct tls_tkey k;
+    tls_tk_ok = tls_tk_aes && tls_tk_fill(&k) == 0;
+    tls_tk_store(&tls_tk_slot[0], &k);
+    OPENSSL_cleanse(&k, sizeof(k));
     atomic_store(&tls_tk_born_ms, tls_now_ms());
 }
 
@@ -84,7 +116,7 @@ static void tls_tk_rotate(void)
     uint64_t g = atomic_load_explicit(&tls_tk_gen, memory_order_relaxed);
     struct tls_tkey k;
     if (tls_tk_fill(&k) == 0) {
-        tls_tk_slot[(g + 1) % TLS_TK_SLOTS] = k;
+        tls_tk_store(&tls_tk_slot[(g + 1) % TLS_TK_SLOTS], &k);
         atomic_store_explicit(&tls_tk_born_ms, tls_now_ms(), memory_order_relaxed);
         atomic_store_explicit(&tls_tk_gen, g + 1, memory_order_release);
     }
@@ -103,11 +135,10 @@ static void tls_tk_read(struct tls_tkey *cur, struct tls_tkey *prev, bool *has_p
 {
     for (;;) {
         uint64_t g1 = atomic_load_explicit(&tls_tk_gen, memory_order_acquire);
-        *cur = tls_tk_slot[g1 % TLS_TK_SLOTS];
+        tls_tk_load(&tls_tk_slot[g1 % TLS_TK_SLOTS], cur);
         *has_prev = g1 > 0;
         if (*has_prev)
-            *prev = tls_tk_slot[(g1 - 1) % TLS_TK_SLOTS];
-        atomic_thread_fence(memory_order_acquire);
+            tls_tk_load(&tls_tk_slot[(g1 - 1) % TLS_TK_SLOTS], prev);
         uint64_t g2 = atomic_load_explicit(&tls_tk_gen, memory_order_relaxed);
         if (g2 - g1 < 2)
             return; /* the writer only ever touches slot g2+1, which is neither of ours */

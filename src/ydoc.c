@@ -46,6 +46,7 @@ struct ydoc_anchor {
 
 struct ydoc_builder {
     struct ydoc *d;
+    unsigned line_base;                /* added to every libyaml line */
     struct ydoc_frame *stack;
     size_t depth, cap;
     struct ydoc_anchor *anchors;
@@ -115,7 +116,7 @@ static struct ydoc_node *node_new(struct ydoc_builder *b, enum ydoc_type t, cons
 {
     struct ydoc_node *n = arena_calloc(b->d->arena, 1, sizeof(*n));
     n->type = t;
-    n->line = (uint32_t)ev->start_mark.line + 1;
+    n->line = (uint32_t)(ev->start_mark.line + 1 + b->line_base);
     n->col = (uint32_t)ev->start_mark.column + 1;
     n->start = ev->start_mark.index;
     n->end = ev->end_mark.index;
@@ -227,6 +228,12 @@ static void doc_end(struct ydoc_builder *b)
 
 struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct cfg_errs *errs)
 {
+    return ydoc_parse_at(file, text, len, 0, errs);
+}
+
+struct ydoc *ydoc_parse_at(const char *file, const char *text, size_t len, unsigned line_base,
+                           struct cfg_errs *errs)
+{
     yaml_parser_t p;
     yaml_event_t ev;
     struct ydoc_builder b = { 0 };
@@ -240,6 +247,7 @@ struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct c
     d->text = text;
     d->len = len;
     b.d = d;
+    b.line_base = line_base;
 
     yaml_parser_initialize(&p);
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
@@ -247,14 +255,15 @@ struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct c
         if (!yaml_parser_parse(&p, &ev)) {
             const char *prob = p.problem ? p.problem : "unknown problem";
             yaml_mark_t m = p.problem_mark;
+            unsigned line = (unsigned)m.line + 1 + line_base;
             if (p.context)
-                cfg_errs_add(errs, CFG_ERROR, file, (unsigned)m.line + 1, (unsigned)m.column + 1,
-                             NULL, "invalid YAML: %s %s (line %u column %u)", p.context, prob,
-                             (unsigned)p.context_mark.line + 1,
+                cfg_errs_add(errs, CFG_ERROR, file, line, (unsigned)m.column + 1, NULL,
+                             "invalid YAML: %s %s (line %u column %u)", p.context, prob,
+                             (unsigned)p.context_mark.line + 1 + line_base,
                              (unsigned)p.context_mark.column + 1);
             else
-                cfg_errs_add(errs, CFG_ERROR, file, (unsigned)m.line + 1, (unsigned)m.column + 1,
-                             NULL, "invalid YAML: %s", prob);
+                cfg_errs_add(errs, CFG_ERROR, file, line, (unsigned)m.column + 1, NULL,
+                             "invalid YAML: %s", prob);
             ok = false;
             break;
         }
@@ -275,7 +284,7 @@ struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct c
             struct ydoc_node *n = anchor_find(&b, ev.data.alias.anchor);
             if (!n) {
                 /* libyaml's parser leaves undefined aliases to the composer */
-                cfg_errs_add(errs, CFG_ERROR, file, (unsigned)ev.start_mark.line + 1,
+                cfg_errs_add(errs, CFG_ERROR, file, (unsigned)ev.start_mark.line + 1 + line_base,
                              (unsigned)ev.start_mark.column + 1, NULL,
                              "invalid YAML: found undefined alias \"%s\"",
                              (const char *)ev.data.alias.anchor);

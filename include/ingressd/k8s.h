@@ -110,7 +110,7 @@ struct k8s_ing_annot {                 /* routing behaviour from Ingress annotat
 struct k8s_listen {
     const char *address;
     bool tls;
-    struct k8s_pos pos;
+    struct k8s_pos pos, address_pos;
 };
 
 struct k8s_proxycfg {
@@ -118,7 +118,7 @@ struct k8s_proxycfg {
     uint32_t nlisten;
     struct k8s_pos listen_pos;
     struct snap_settings s;            /* everything else, defaults applied */
-    struct k8s_pos admin_pos, defcert_pos;
+    struct k8s_pos admin_pos, defcert_pos, tls_pos;
 };
 
 /* ---- Ingress ---- */
@@ -353,6 +353,9 @@ const struct k8s_kv *k8s_kv_find(const struct k8s_kvs *kv, const char *k);
 /* base64 (EVP_DecodeBlock, padding-aware) into the arena; false on bad input */
 bool k8s_base64_decode(struct arena *a, const char *in, size_t inlen, const unsigned char **out,
                        size_t *outlen);
+
+/* "10.0.0.0/8" / "2001:db8::/32" -> network bytes, family, prefix; false on a bad CIDR */
+bool k8s_parse_cidr(const char *s, unsigned char addr[16], int *family, unsigned *prefix);
 
 /* "ip:port" / "[v6]:port" -> sockaddr; false on a bad address */
 bool k8s_parse_hostport(const char *s, struct sockaddr_storage *sa, socklen_t *salen);

@@ -6,6 +6,12 @@
  * key/cert check happens there, so failures are config errors), and freed with
  * it; SSL_CTXs are refcounted by OpenSSL, so a live connection may outlive its
  * snapshot. Workers only look things up (SNI callback, 421 check).
+ *
+ * Lifetime: tls_store_free drops the snapshot's reference; every SSL from
+ * tls_new_server_ssl holds its own until SSL_free, so tls_ssl_covers_host and
+ * tls_ssl_secret stay valid for the connection's whole life, across reloads.
+ * Session ticket keys are process-wide (resumption survives reloads) and
+ * rotate every ProxyConfig spec.tls.sessionTicketRotation (default 1 h).
  */
 #ifndef INGRESSD_TLS_H
 #define INGRESSD_TLS_H

@@ -29,4 +29,75 @@ void wrk_pool_stats(struct wrk_stats *out);
 /* requests (or tunnels) in flight across workers */
 uint64_t wrk_pool_inflight(void);
 
+/* ---- worker internals shared by the data-plane modules (conn, proxy, upstream, lsn) ---- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/queue.h>
+
+struct event;
+struct event_base;
+struct lsn;
+struct conn;
+struct px_req;
+struct ups_conn;
+struct ups_table;
+
+/* per-worker counters: written by the owning worker only (relaxed load+store),
+ * read by anyone with relaxed loads (wrk_pool_stats, /metrics) */
+struct wrk_counters {
+    _Atomic uint64_t conns_accepted, conns_active;
+    _Atomic uint64_t requests, responses_by_class[6];
+    _Atomic uint64_t upstream_connect_errors, upstream_timeouts, retries;
+    _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t inflight;            /* requests and tunnels in progress */
+    _Atomic uint64_t snap_gen;            /* generation this worker serves */
+};
+
+#define WRK_INC(w, f) atomic_store_explicit(&(w)->ctr.f, \
+        atomic_load_explicit(&(w)->ctr.f, memory_order_relaxed) + 1, memory_order_relaxed)
+#define WRK_DEC(w, f) atomic_store_explicit(&(w)->ctr.f, \
+        atomic_load_explicit(&(w)->ctr.f, memory_order_relaxed) - 1, memory_order_relaxed)
+#define WRK_ADD(w, f, n) atomic_store_explicit(&(w)->ctr.f, \
+        atomic_load_explicit(&(w)->ctr.f, memory_order_relaxed) + (n), memory_order_relaxed)
+
+TAILQ_HEAD(conn_list, conn);
+TAILQ_HEAD(ups_list, ups_conn);
+
+/*
+ * One worker thread. Owned by the pool (main thread creates and joins it);
+ * every field below `thr` is touched only by the worker's own thread, except
+ * `pending`, `drain_req`, `stop_req` (atomics written by main) and `ctr`.
+ */
+struct wrk {
+    unsigned id;
+    pthread_t thr;
+    struct event_base *base;           /* EVENT_BASE_FLAG_NOLOCK: one thread only */
+    _Atomic(struct snap *) pending;    /* published, not adopted yet (one ref) */
+    _Atomic bool drain_req, stop_req;
+    int wake_fd;                       /* eventfd: the cross-thread doorbell */
+    struct event *ev_wake;
+    struct event *ev_reap;             /* deferred frees and pipelined restarts */
+    struct snap *snap;                 /* current snapshot (one ref) */
+    bool draining;
+    struct lsn *lsns;                  /* open listeners (singly linked) */
+    struct conn_list conns;            /* every downstream connection */
+    struct conn_list dead;             /* closed, freed by ev_reap */
+    struct conn_list runq;             /* pipelined input waiting to be processed */
+    struct ups_list ups_dead;          /* upstream conns to free */
+    struct px_req *req_free;           /* free-list of request objects */
+    struct conn *conn_free;            /* free-list of connection objects */
+    unsigned nreq_free, nconn_free;
+    struct ups_table *ups;             /* upstream keep-alive pools */
+    int alog_fd;                       /* access log (-1 none), opened lazily */
+    char *alog_path;                   /* the path alog_fd was opened for */
+    char reqid_prefix[17];             /* random hex, per worker */
+    uint64_t reqid_seq;
+    struct wrk_counters ctr;
+};
+
+/* the calling worker asks for its deferred work to run (ev_reap) */
+void wrk_kick(struct wrk *w);
+
 #endif

@@ -46,6 +46,9 @@ struct ydoc {
  * text must outlive the result (nodes keep byte offsets into it).
  */
 struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct cfg_errs *errs);
+/* the same for a piece of a file that starts at line line_base + 1 (positions stay file-absolute) */
+struct ydoc *ydoc_parse_at(const char *file, const char *text, size_t len, unsigned line_base,
+                           struct cfg_errs *errs);
 void ydoc_free(struct ydoc *d);                      /* NULL is a no-op */
 
 /* map lookup by key (first match), NULL when absent or m is not a map */

@@ -114,6 +114,17 @@ def pipelining_in_order():
 
 
 @test
+def pipelined_big_responses_past_backpressure():
+    Pod(A, "bp")
+    n = 3000000
+    req = b"GET /?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n
+    out = raw(A, req * 3 + b"GET /?size=5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              timeout=10)
+    rs = parse_responses(out)
+    check([len(r[2]) for r in rs] == [n, n, n, 5], "all four answered: %r" % [len(r[2]) for r in rs])
+
+
+@test
 def malformed_gets_400_and_close():
     Pod(A, "bad")
     out = raw(A, b"GARBAGE\r\n\r\n", timeout=3)
@@ -121,6 +132,36 @@ def malformed_gets_400_and_close():
     out = raw(A, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
               timeout=3)
     check(out.startswith(b"HTTP/1.1 400"), "duplicate CL -> 400: %r" % out)
+
+
+@test
+def close_chunked_trailers_expect():
+    Pod(A, "opt")
+    out = raw(A, b"GET /?close=1 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    rs = parse_responses(out)
+    check(len(rs) == 1 and dict(rs[0][1]).get("Connection") == "close", "?close=1: %r" % out)
+    out = raw(A, b"GET /?chunked=1&size=100000&trailers=1 HTTP/1.1\r\nHost: x\r\n"
+                 b"Connection: close\r\n\r\n", timeout=3)
+    check(b"Transfer-Encoding: chunked" in out and b"Trailer: X-Pod-Trailer" in out, "chunked head")
+    check(out.endswith(b"\r\n0\r\nX-Pod-Trailer: opt\r\n\r\n"), "trailer at the end: %r" % out[-60:])
+    rs = parse_responses(out)
+    check(rs and rs[0][2] == filler(100000), "chunked body")
+    st, h, body = http("GET", "http://%s/?chunked=1&size=0" % A)
+    check(st == 200 and body == b"", "empty chunked body")
+    st, h, body = http("POST", "http://%s/echo?chunked=1" % A, body=b"abc")
+    check(st == 200 and b"body-bytes=3" in body and h["Transfer-Encoding"] == "chunked",
+          "chunked echo")
+    import socket as so
+    s = so.create_connection(split_addr(A), timeout=3)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    got = s.recv(100)
+    check(got == b"HTTP/1.1 100 Continue\r\n\r\n", "100 Continue before the body: %r" % got)
+    s.sendall(b"data")
+    got = b""
+    while b"body-sha256" not in got:
+        got += s.recv(4096)
+    check(b"body-bytes=4" in got and b"HTTP/1.1 200" in got, "final response after 100")
+    s.close()
 
 
 @test

@@ -113,9 +113,9 @@ def removing_1_of_10_endpoints_moves_about_a_tenth_of_keys():
     before = {}
     c = HTTPConnection(*split_addr(l), timeout=5)
     for k in keys:
-        st, pod, _ = http("GET", "http://%s%s" % (l, k), {"Host": "aff.test"}, conn=c)
+        st, h, _ = http("GET", "http://%s%s" % (l, k), {"Host": "aff.test"}, conn=c)
         check(st == 200, "status %s" % st)
-        before[k] = pod
+        before[k] = h.get("X-Pod")
     c.close()
     gen0 = p.admin("/config")[2]
     p.reload(config(l, ADMIN % (BASE + 95), [x.addr for x in ps if x.name != "pod-3"], ann))
@@ -125,8 +125,9 @@ def removing_1_of_10_endpoints_moves_about_a_tenth_of_keys():
         after = {}
         c2 = HTTPConnection(*split_addr(l), timeout=5)
         for k in keys:
-            st, pod, _ = http("GET", "http://%s%s" % (l, k), {"Host": "aff.test"}, conn=c2)
-            after[k] = pod
+            st, h, _ = http("GET", "http://%s%s" % (l, k), {"Host": "aff.test"}, conn=c2)
+            check(st == 200, "status %s" % st)
+            after[k] = h.get("X-Pod")
         c2.close()
         return after
     after = wait_until(lambda: (lambda a: a if "pod-3" not in a.values() else None)(moved_after()),

@@ -24,7 +24,8 @@ What is here:
     started when the test ends, pass or fail, and everything at exit.
   - config builders returning YAML documents ("---\\n..." each, so they
     concatenate with +): proxy_config, ingress, service, endpointslice,
-    endpoints, secret_tls, backend (service + slice in one call).
+    endpoints, secret_tls, backend (service + slice in one call), and
+    make_config (all of it in one call).
   - clients: http (http.client), curl (subprocess), raw (bytes over a
     socket), wrk (parsed summary).
   - wait_until, check, and the @test / main() runner.
@@ -145,7 +146,18 @@ def cleanup(keep=0):
         _unregister(obj)
 
 
-atexit.register(cleanup)
+_tmpdirs = []
+
+
+def _rm_tmpdirs():
+    if os.environ.get("KEEP_TMP"):
+        return
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_rm_tmpdirs)
+atexit.register(cleanup)  # runs first (atexit is LIFO): processes stop, then dirs go
 
 
 def _on_signal(sig, frame):
@@ -750,6 +762,39 @@ def secret_tls(name, cert_pem, key_pem, ns="default"):
                 "data": {"tls.crt": enc(cert_pem), "tls.key": enc(key_pem)}})
 
 
+def make_cert(cn="test.local", sans=None, days=2, key="ec", ca=None):
+    """A certificate and key (PEM bytes) from the openssl CLI: self-signed, or signed by
+    CA = (ca_cert_pem, ca_key_pem). SANS: DNS names (default [CN]). KEY: "ec" (P-256) or
+    "rsa" (2048)."""
+    d = tempfile.mkdtemp(prefix="ingressd-cert-")
+    try:
+        kp, cp = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
+        kargs = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"] if key == "ec"
+                 else ["-newkey", "rsa:2048"])
+        san = "subjectAltName=" + ",".join("DNS:" + n for n in (sans or [cn]))
+        run = lambda args: subprocess.run(args, check=True, capture_output=True, timeout=30)
+        if ca is None:
+            run(["openssl", "req", "-x509", "-nodes", "-days", str(days), "-subj", "/CN=" + cn,
+                 "-addext", san, "-keyout", kp, "-out", cp] + kargs)
+        else:
+            csr, ext = os.path.join(d, "r.csr"), os.path.join(d, "ext.cnf")
+            ca_c, ca_k = os.path.join(d, "ca.pem"), os.path.join(d, "cak.pem")
+            for path, data in ((ca_c, ca[0]), (ca_k, ca[1]), (ext, san.encode() + b"\n")):
+                with open(path, "wb") as f:
+                    f.write(data)
+            run(["openssl", "req", "-new", "-nodes", "-subj", "/CN=" + cn, "-keyout", kp,
+                 "-out", csr] + kargs)
+            run(["openssl", "x509", "-req", "-in", csr, "-out", cp, "-days", str(days),
+                 "-extfile", ext, "-CA", ca_c, "-CAkey", ca_k, "-CAcreateserial"])
+        with open(cp, "rb") as f:
+            cert = f.read()
+        with open(kp, "rb") as f:
+            keyb = f.read()
+        return cert, keyb
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def backend(svc, addrs, port_name="http", port=80, ns="default", annotations=None, ready=True,
             **svc_opts):
     """Service SVC (port PORT named PORT_NAME) + its EndpointSlice for pods ADDRS
@@ -758,6 +803,21 @@ def backend(svc, addrs, port_name="http", port=80, ns="default", annotations=Non
     target = split_addr(addrs[0])[1] if addrs else 8080
     return (service(svc, [(port_name, port, target)], ns=ns, annotations=annotations, **svc_opts)
             + endpointslice(svc, [(port_name, target)], addrs, ready=ready, ns=ns))
+
+
+def make_config(listen=("127.0.0.1:18080",), services=None, rules=(), admin=None, workers=1,
+                default_backend=None, extra_spec=None, ingress_name="test", annotations=None,
+                ns="default"):
+    """A whole configuration in one call: ProxyConfig + one Service/EndpointSlice per entry
+    of SERVICES {name: ["ip:port", ...]} (Service port 80 named "http") + one Ingress with
+    RULES [(host, path, pathType, svc, port)] and DEFAULT_BACKEND (svc, port)."""
+    out = proxy_config(listen=listen, admin=admin, workers=workers, extra_spec=extra_spec)
+    for name, addrs in (services or {}).items():
+        out += backend(name, addrs, ns=ns)
+    if rules or default_backend:
+        out += ingress(ingress_name, rules, ns=ns, annotations=annotations,
+                       default_backend=default_backend)
+    return out
 
 
 def parse_listeners(yaml_text):
@@ -791,6 +851,7 @@ class Proxy(_Proc):
     def __init__(self, config_yaml, args=(), wait=True, timeout=10.0, env=None,
                  filename="ingressd.yaml"):
         self.dir = tempfile.mkdtemp(prefix="ingressd-it-")
+        _tmpdirs.append(self.dir)
         self.path = os.path.join(self.dir, filename)
         self.log_path = os.path.join(self.dir, "stderr.log")
         self.config = config_yaml
@@ -886,14 +947,14 @@ class Proxy(_Proc):
         self.send_signal(signal.SIGHUP)
 
     def stop(self, timeout=35.0, sig=signal.SIGTERM):
+        """SIGTERM (drain), wait up to TIMEOUT, SIGKILL after; return the exit code.
+        The temp dir (config, log) stays until the test script exits, so .log() still
+        works after stop(); KEEP_TMP=1 keeps it for good."""
         rc = super().stop(timeout, sig)
         try:
             self._logf.close()
         except OSError:
             pass
-        if os.environ.get("KEEP_TMP") is None and self.dir and rc is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
         return rc
 
     def __repr__(self):
@@ -916,10 +977,39 @@ def check_config(yaml_text, args=(), timeout=10):
 
 # ---- clients ---------------------------------------------------------------------
 
-def http(method, url, headers=None, body=None, timeout=5.0, conn=None):
+class _SNIHTTPSConnection(httpclient.HTTPSConnection):
+    """HTTPSConnection that sends SNI as the TLS server name, whatever the address."""
+
+    def __init__(self, host, port, sni, **kw):
+        super().__init__(host, port, **kw)
+        self._sni = sni
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
+
+
+def tls_context(cafile=None, alpn=None, min_version=None, max_version=None):
+    """An ssl.SSLContext for tests: verifies against CAFILE if given, else verifies nothing."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else ssl.create_default_context()
+    if not cafile:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if min_version:
+        ctx.minimum_version = min_version
+    if max_version:
+        ctx.maximum_version = max_version
+    return ctx
+
+
+def http(method, url, headers=None, body=None, timeout=5.0, conn=None, sni=None, context=None):
     """One request via http.client: (status, headers (case-insensitive .get/[]), body bytes).
     Pass CONN (a HTTPConnection) to reuse a keep-alive connection.
-    https URLs do not verify the certificate."""
+    https: SNI is the URL host unless SNI is given; CONTEXT (see tls_context()) defaults
+    to one that verifies nothing."""
     m = re.match(r"(https?)://([^/]+)(.*)", url)
     scheme, hostport, path = m.group(1), m.group(2), m.group(3) or "/"
     h = dict(headers or {})
@@ -927,11 +1017,12 @@ def http(method, url, headers=None, body=None, timeout=5.0, conn=None):
     if c is None:
         host, port = hostport.rsplit(":", 1) if ":" in hostport else (hostport, None)
         if scheme == "https":
-            import ssl
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            c = httpclient.HTTPSConnection(host, int(port or 443), timeout=timeout, context=ctx)
+            ctx = context or tls_context()
+            if sni is not None:
+                c = _SNIHTTPSConnection(host, int(port or 443), sni, timeout=timeout, context=ctx)
+            else:
+                c = httpclient.HTTPSConnection(host, int(port or 443), timeout=timeout,
+                                               context=ctx)
         else:
             c = httpclient.HTTPConnection(host, int(port or 80), timeout=timeout)
     try:

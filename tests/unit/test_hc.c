@@ -285,6 +285,13 @@ Test(hc, http_probe_marks_down_within_interval_times_threshold_and_up_again, .in
     cr_log_info("restarted pod back after %ld ms (healthy threshold 2)", t);
     cr_assert(t >= 0 && t <= 2 * 100 + 150, "up after %ld ms", t);
 
+    /* jitter only shortens an interval, by at most 10%: 9.5..11.2 probes a second */
+    unsigned r0 = atomic_load(&pod.requests);
+    usleep(2000 * 1000);
+    unsigned probes = atomic_load(&pod.requests) - r0;
+    cr_log_info("%u probes in 2 s at a 100 ms interval", probes);
+    cr_assert(probes >= 19 && probes <= 23, "%u probes in 2 s", probes);
+
     atomic_store(&pod.mode, POD_503);
     cr_assert(wait_state(ep, HC_DOWN, 2000) >= 0, "status outside 200-399 fails");
 

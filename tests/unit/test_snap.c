@@ -9,6 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
+#include "ingressd/np.h"
+#include "ingressd/route.h"
 #include "ingressd/snap.h"
 
 TestSuite(snap);
@@ -83,5 +87,342 @@ Test(snap, resolves_named_target_ports_through_slices_and_endpoints)
     cr_assert_str_eq(api->eps[0].addr, "127.0.0.5:9000");
     cr_assert(api->eps[0].ready && !api->eps[1].ready);
     snap_release(s);
+    cfg_errs_free(&errs);
+}
+
+static const char *const svc_web =
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, labels: {}}\n"
+    "spec:\n  selector: {app: web, tier: front}\n  ports:\n  - {name: http, port: 80, targetPort: http}\n"
+    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    "metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n"
+    "ports: [{name: http, port: 8080}]\nendpoints: [{addresses: [127.0.0.2]}]\n";
+
+static char *ingress(const char *name, const char *cls_field, const char *annotations,
+                     const char *host)
+{
+    char *s = NULL;
+    cr_assert(asprintf(&s,
+                       "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+                       "metadata:\n  name: %s\n  annotations: {%s}\n"
+                       "spec:\n%s  rules:\n  - host: %s\n    http:\n      paths:\n"
+                       "      - path: /\n        pathType: Prefix\n"
+                       "        backend: {service: {name: web, port: {number: 80}}}\n",
+                       name, annotations, cls_field, host) > 0);
+    return s;
+}
+
+Test(snap, ingress_class_filtering_and_default_class_adoption)
+{
+    char *a = ingress("a", "  ingressClassName: ingressd\n", "", "a.example.com");
+    char *b = ingress("b", "  ingressClassName: nginx\n", "", "b.example.com");
+    char *c = ingress("c", "", "kubernetes.io/ingress.class: ingressd", "c.example.com");
+    char *d = ingress("d", "", "", "d.example.com");
+    char *text = NULL;
+    const char *ic = "---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\n"
+                     "metadata:\n  name: ingressd\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\n"
+                     "spec: {controller: x}\n";
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+
+    cr_assert(asprintf(&text, PC "  ingressClass: ingressd\n%s%s%s%s%s", svc_web, a, b, c, d) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(s->ningresses, 2, "a (class name) and c (annotation); got %u", s->ningresses);
+    snap_release(s);
+    free(text);
+
+    cr_assert(asprintf(&text, PC "  ingressClass: ingressd\n%s%s%s%s%s%s", svc_web, ic, a, b, c, d) > 0);
+    s = load_text(text, NULL, &errs);
+    cr_assert_eq(s->ningresses, 3, "the default class adopts d; got %u", s->ningresses);
+    snap_release(s);
+    free(text);
+
+    cr_assert(asprintf(&text, PC "%s%s%s%s%s", svc_web, a, b, c, d) > 0);
+    s = load_text(text, NULL, &errs);
+    cr_assert_eq(s->ningresses, 4, "no spec.ingressClass: serve all");
+    cr_assert_eq(errs.nerrors, 0);
+    snap_release(s);
+    free(text);
+    free(a), free(b), free(c), free(d);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, quarantine_keeps_last_good_version)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *good = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s", svc_web, good) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    cr_assert_eq(s1->nquarantine, 0);
+    free(text);
+
+    /* the Ingress now names a port the Service lacks, and a new Ingress is broken too */
+    char *bad = ingress("shop", "", "", "shop.example.com");
+    char *p = strstr(bad, "number: 80");
+    memcpy(p, "number: 81", 10);
+    char *newbad = ingress("fresh", "", "ingressd/use-regex: \"true\"", "new.example.com");
+    p = strstr(newbad, "pathType: Prefix");
+    memcpy(p, "pathType: Bogus!", 16);
+    cr_assert(asprintf(&text, PC "%s%s%s", svc_web, bad, newbad) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(s2->gen, 2);
+    cr_assert_eq(s2->nquarantine, 2);
+    cr_assert_str_eq(s2->quarantine[0].object, "Ingress default/shop");
+    cr_assert(s2->quarantine[0].serving_previous);
+    cr_assert_not_null(strstr(s2->quarantine[0].error, "has no port 81"));
+    cr_assert_str_eq(s2->quarantine[1].object, "Ingress default/fresh");
+    cr_assert_not(s2->quarantine[1].serving_previous);
+    cr_assert_eq(s2->ningresses, 1, "the old shop keeps serving, fresh is left out");
+    cr_assert_not_null(snap_find_backend(s2, "default/web:80"));
+
+    /* the previous snapshot can go first: s2 holds its own refs on reused objects */
+    snap_release(s1);
+    cr_assert_eq(s2->nrules, 1);
+    cr_assert_str_eq(s2->backends[0].name, "default/web:80");
+
+    /* a third load quarantines again from s2 (the reused object travels on) */
+    struct snap *s3 = load_text(text, s2, &errs);
+    cr_assert_eq(s3->gen, 3);
+    cr_assert_eq(s3->ningresses, 1);
+    cr_assert(s3->quarantine[0].serving_previous);
+    snap_release(s2);
+    snap_release(s3);
+
+    /* invalid YAML: nothing */
+    cr_assert_null(load_text("a: [\n", NULL, &errs));
+    free(text), free(good), free(bad), free(newbad);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, annotations_shape_backends_and_routes)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *plain = ingress("plain", "", "", "plain.example.com");
+    char *hashed = ingress("hashed", "",
+                           "nginx.ingress.kubernetes.io/upstream-hash-by: \"$cookie_user\", "
+                           "ingressd/ssl-redirect: \"false\", "
+                           "nginx.ingress.kubernetes.io/proxy-body-size: 1m",
+                           "hashed.example.com");
+    char *tls = ingress("secure", "  tls: [{hosts: [\"*.example.com\"], secretName: cert}]\n", "",
+                        "secure.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text,
+                       "apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  listen:\n"
+                       "  - address: 127.0.0.1:18080\n  - {address: 127.0.0.1:18443, tls: true}\n"
+                       "  loadBalance: least_conn\n"
+                       "%s%s%s%s"
+                       "---\napiVersion: v1\nkind: Secret\nmetadata: {name: cert}\ntype: kubernetes.io/tls\n"
+                       "stringData: {tls.crt: x, tls.key: y}\n"
+                       "---\napiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
+                       "spec: {type: ExternalName, externalName: example.org, ports: [{port: 443}]}\n",
+                       svc_web, plain, hashed, tls) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    /* (the Secret is not a real certificate: once tls_check_pair checks, it errors) */
+    cr_assert_eq(s->nbackends, 2);
+    const struct snap_backend *b0 = snap_find_backend(s, "default/web:80");
+    const struct snap_backend *b1 = snap_find_backend(s, "default/web:80@default/hashed");
+    cr_assert_not_null(b0);
+    cr_assert_not_null(b1);
+    cr_assert_eq(b0->algo, LB_LEAST_CONN);
+    cr_assert_eq(b1->algo, LB_HASH);
+    cr_assert_eq(b1->hash_by, LB_HASH_COOKIE);
+    cr_assert_str_eq(b1->hash_key, "user");
+    cr_assert_str_eq(b0->eps[0].addr, "127.0.0.2:8080", "named targetPort through the slice");
+    cr_assert_eq(s->nrules, 3);
+    cr_assert_eq(s->cfg.nlisteners, 2);
+    snap_release(s);
+    free(text), free(plain), free(hashed), free(tls);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, netpol_admits_by_cidr_and_port)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s"
+                       "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\n"
+                       "spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress:\n"
+                       "  - from:\n    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n"
+                       "    - ipBlock: {cidr: \"2001:db8::/32\"}\n"
+                       "    ports: [{port: http}]\n"
+                       "  - from: [{podSelector: {}}]\n",
+                       svc_web, ing) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 0);
+    cr_assert_not_null(s->netpol);
+    const struct snap_backend *be = &s->backends[0];
+    struct sockaddr_in in = { .sin_family = AF_INET };
+    struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+    inet_pton(AF_INET, "10.2.3.4", &in.sin_addr);
+    cr_assert(np_allow(s->netpol, be, (struct sockaddr *)&in, 8080));
+    cr_assert_not(np_allow(s->netpol, be, (struct sockaddr *)&in, 9090), "port not admitted");
+    inet_pton(AF_INET, "10.1.3.4", &in.sin_addr);
+    cr_assert_not(np_allow(s->netpol, be, (struct sockaddr *)&in, 8080), "except");
+    inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+    cr_assert_not(np_allow(s->netpol, be, (struct sockaddr *)&in, 8080));
+    inet_pton(AF_INET6, "2001:db8::1", &in6.sin6_addr);
+    cr_assert(np_allow(s->netpol, be, (struct sockaddr *)&in6, 8080));
+    inet_pton(AF_INET6, "::ffff:10.2.3.4", &in6.sin6_addr);
+    cr_assert(np_allow(s->netpol, be, (struct sockaddr *)&in6, 8080), "v4-mapped");
+    inet_pton(AF_INET6, "2001:db9::1", &in6.sin6_addr);
+    cr_assert_not(np_allow(s->netpol, be, (struct sockaddr *)&in6, 8080));
+    snap_release(s);
+    free(text);
+
+    /* a policy that does not select the Service's pods changes nothing */
+    cr_assert(asprintf(&text, PC "%s%s"
+                       "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np}\n"
+                       "spec:\n  podSelector: {matchLabels: {app: other}}\n  ingress: []\n",
+                       svc_web, ing) > 0);
+    s = load_text(text, NULL, &errs);
+    inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+    cr_assert(np_allow(s->netpol, &s->backends[0], (struct sockaddr *)&in, 8080));
+    snap_release(s);
+    free(text), free(ing);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s", svc_web, ing) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    free(text);
+
+    /* slice changes (a pod added): the Ingress and Service documents are reused */
+    char *svc2 = strdup(svc_web);
+    char *p = strstr(svc2, "[127.0.0.2]");
+    cr_assert_not_null(p);
+    char *svc3 = NULL;
+    cr_assert(asprintf(&svc3, "%.*s[127.0.0.2, 127.0.0.3]%s", (int)(p - svc2), svc2,
+                       p + strlen("[127.0.0.2]")) > 0);
+    cr_assert(asprintf(&text, PC "%s%s", svc3, ing) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nerrors, 0);
+    const struct snap_backend *be = snap_find_backend(s2, "default/web:80");
+    cr_assert_not_null(be);
+    cr_assert_eq(be->neps, 2);
+    cr_assert_str_eq(be->eps[1].addr, "127.0.0.3:8080");
+    free(text);
+
+    /* the Service goes away and lines shift: the reused Ingress is reported at its new line */
+    cr_assert(asprintf(&text, PC "---\n# a comment\n# and another\n%s", ing) > 0);
+    struct snap *s3 = load_text(text, s2, &errs);
+    cr_assert_not_null(s3);
+    cr_assert_eq(errs.nerrors, 1);
+    const struct cfg_err *e = &errs.v[errs.n - 1];
+    cr_assert_not_null(strstr(e->msg, "Service default/web not found"), "%s", e->msg);
+    /* PC is 5 lines, then "---" + 2 comments; the Ingress' backend.service is on its line 17 */
+    unsigned want = 0;
+    {
+        unsigned line = 1;
+        const char *q = text;
+        const char *svc_line = strstr(text, "backend: {service:");
+        for (; q < svc_line; q++)
+            line += *q == '\n';
+        want = line;
+    }
+    cr_assert_eq(e->line, want, "line %u, want %u", e->line, want);
+    cr_assert_eq(s3->nquarantine, 1);
+    cr_assert(s3->quarantine[0].serving_previous);
+    cr_assert_eq(s3->ningresses, 1);
+    snap_release(s1);
+    snap_release(s2);
+    snap_release(s3);
+    free(text), free(ing), free(svc2), free(svc3);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, endpoints_in_two_slices_count_once)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s"
+                       "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                       "metadata: {name: web-2, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\n"
+                       "ports: [{name: http, port: 8080}]\n"
+                       "endpoints: [{addresses: [127.0.0.2], conditions: {ready: false}}, {addresses: [127.0.0.9]}]\n",
+                       svc_web, ing) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    const struct snap_backend *be = snap_find_backend(s, "default/web:80");
+    cr_assert_eq(be->neps, 2);
+    cr_assert(be->eps[0].ready, "a ready copy wins");
+    cr_assert_str_eq(be->eps[1].addr, "127.0.0.9:8080");
+    cr_assert_eq(be->nready, 2);
+    snap_release(s);
+    free(text), free(ing);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, routes_defaults_tls_redirect_and_regex)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    const char *text =
+        "apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  listen:\n"
+        "  - address: 127.0.0.1:18080\n  - {address: 127.0.0.1:18443, tls: true}\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+        "metadata:\n  name: secure\n"
+        "spec:\n  defaultBackend: {service: {name: web, port: {name: http}}}\n"
+        "  tls: [{hosts: [\"*.example.com\"]}]\n"
+        "  rules:\n  - host: a.example.com\n    http:\n      paths:\n"
+        "      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n"
+        "  - host: other.org\n    http:\n      paths:\n"
+        "      - {path: /x, pathType: Exact, backend: {service: {name: web, port: {number: 80}}}}\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+        "metadata:\n  name: rx\n  annotations:\n    ingressd/use-regex: \"true\"\n"
+        "    nginx.ingress.kubernetes.io/ssl-redirect: \"false\"\n"
+        "    nginx.ingress.kubernetes.io/rewrite-target: /$1\n"
+        "spec:\n  tls: [{hosts: [b.example.com]}]\n"
+        "  defaultBackend: {service: {name: ext, port: {number: 443}}}\n"
+        "  rules:\n  - host: b.example.com\n    http:\n      paths:\n"
+        "      - {path: \"/v[0-9]+/(.*)\", pathType: ImplementationSpecific, backend: {service: {name: ext, port: {number: 443}}}}\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
+        "spec: {type: ExternalName, externalName: example.org, ports: [{port: 443}]}\n";
+    char *all = NULL;
+    cr_assert(asprintf(&all, "%s%s", text, svc_web) > 0);
+    struct snap *s = load_text(all, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 0, "%s", errs.n ? errs.v[0].msg : "");
+    cr_assert_not_null(s->default_route, "the first Ingress defaultBackend");
+    cr_assert_str_eq(s->default_route->backend->name, "default/web:80");
+    cr_assert_str_eq(s->default_route->ingress, "default/secure");
+
+    const struct snap_route *r = route_match(s->routes, "a.example.com", 13, "/any", 4);
+    cr_assert_not_null(r);
+    cr_assert(r->has_tls && r->ssl_redirect, "host covered by *.example.com");
+    r = route_match(s->routes, "other.org", 9, "/x", 2);
+    cr_assert_not_null(r);
+    cr_assert_not(r->has_tls);
+    cr_assert_not(r->ssl_redirect);
+
+    r = route_match(s->routes, "b.example.com", 13, "/v2/users", 9);
+    cr_assert_not_null(r, "regex path");
+    cr_assert(r->use_regex);
+    cr_assert(r->has_tls && !r->ssl_redirect, "redirect disabled by annotation");
+    cr_assert_str_eq(r->rewrite_target, "/$1");
+    cr_assert_str_eq(r->backend->external_name, "example.org");
+    cr_assert_eq(r->backend->external_port, 443);
+    cr_assert_eq(r->backend->neps, 0);
+    cr_assert_null(route_match(s->routes, "b.example.com", 13, "/nope", 5));
+    snap_release(s);
+    free(all);
     cfg_errs_free(&errs);
 }

@@ -8,6 +8,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -693,6 +695,12 @@ Test(tls, client_ctx_verifies_with_ca)
 
     SSL_CTX *cctx = tls_client_ctx_new(ca.p, ca.n, true, msg, sizeof(msg));
     cr_assert_not_null(cctx, "%s", msg);
+    SSL_CTX *again = tls_client_ctx_new(ca.p, ca.n, true, msg, sizeof(msg));
+    cr_assert_eq(again, cctx, "same trust, shared context");
+    SSL_CTX_free(again);
+    SSL_CTX *noverify = tls_client_ctx_new(ca.p, ca.n, false, msg, sizeof(msg));
+    cr_assert_neq(noverify, cctx, "verify is part of the key");
+    SSL_CTX_free(noverify);
     SSL *c = tls_new_client_ssl(cctx, "up.example.com", true), *s = tls_new_server_ssl(ts);
     cr_assert(handshake(c, s), "chain verifies against ca.crt");
     cr_assert_eq(SSL_get_verify_result(c), X509_V_OK);
@@ -727,5 +735,180 @@ Test(tls, client_ctx_verifies_with_ca)
     const unsigned char junk[] = "nope";
     cr_assert_null(tls_client_ctx_new(junk, 4, true, msg, sizeof(msg)));
     cr_assert_str_eq(msg, "ca.crt: no PEM certificate found");
+    tls_store_free(ts);
+}
+
+/* ---- threads ---- */
+
+struct race {
+    pthread_mutex_t mu;              /* stands in for the snapshot ref a worker holds */
+    struct tls_store *cur;
+    atomic_int stop;
+    atomic_int handshakes, resumed, failures;
+};
+
+static void *race_worker(void *arg)
+{
+    struct race *r = arg;
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+    SSL_SESSION *sess = NULL;
+    for (int i = 0; i < 60; i++) {
+        pthread_mutex_lock(&r->mu);
+        SSL *s = tls_new_server_ssl(r->cur);
+        pthread_mutex_unlock(&r->mu);
+        SSL *c = SSL_new(cctx);
+        const char *host = i % 2 ? "a.example.com" : "x.example.com";
+        SSL_set_tlsext_host_name(c, host);
+        if (sess)
+            SSL_set_session(c, sess);
+        BIO *cb, *sb;
+        BIO_new_bio_pair(&cb, 0, &sb, 0);
+        SSL_set_bio(c, cb, cb);
+        SSL_set_bio(s, sb, sb);
+        SSL_set_connect_state(c);
+        int cd = 0, sd = 0;
+        for (int k = 0; k < 50 && !(cd && sd); k++) {
+            if (!cd && SSL_do_handshake(c) == 1)
+                cd = 1;
+            if (!sd && SSL_do_handshake(s) == 1)
+                sd = 1;
+        }
+        char buf[4];
+        if (cd && sd && SSL_write(s, "x", 1) == 1 && SSL_read(c, buf, 1) == 1
+            && tls_ssl_covers_host(s, host, 13)) {
+            atomic_fetch_add(&r->handshakes, 1);
+            if (SSL_session_reused(c))
+                atomic_fetch_add(&r->resumed, 1);
+            SSL_SESSION_free(sess);
+            sess = SSL_get1_session(c);
+            SSL_shutdown(c);
+        } else {
+            atomic_fetch_add(&r->failures, 1);
+            ERR_clear_error();
+        }
+        SSL_free(c);
+        SSL_free(s);
+    }
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(cctx);
+    return NULL;
+}
+
+Test(tls, concurrent_handshakes_while_reloading_and_rotating)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    add_spec(&f, "shop/wild-tls", "w", "*.example.com", NULL);
+    struct race r = { .mu = PTHREAD_MUTEX_INITIALIZER, .cur = build(&f, false) };
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, race_worker, &r);
+    for (int i = 0; i < 10; i++) {
+        struct tls_store *n = build(&f, false), *old;
+        pthread_mutex_lock(&r.mu);
+        old = r.cur;
+        r.cur = n;
+        pthread_mutex_unlock(&r.mu);
+        tls_store_free(old);
+        if (i % 3 == 0)
+            tls_ticket_keys_rotate();
+        usleep(2000);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    tls_store_free(r.cur);
+    cr_assert_eq(atomic_load(&r.failures), 0);
+    cr_assert_eq(atomic_load(&r.handshakes), 240);
+    cr_assert_gt(atomic_load(&r.resumed), 100, "resumed %d", atomic_load(&r.resumed));
+}
+
+/* ---- reuse across reloads ---- */
+
+Test(tls, unchanged_secrets_reuse_their_context_across_builds)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    add_spec(&f, "org/b-tls", "b", "b.example.org", NULL);
+    struct tls_store *t1 = build(&f, false);
+    SSL_CTX *cctx = client_ctx();
+    char cn[128];
+    SSL *s1 = connect_sni(t1, cctx, "a.example.com", cn, sizeof(cn), NULL);
+    struct tls_store *t2 = build(&f, false);
+    SSL *c2;
+    SSL *s2 = connect_sni(t2, cctx, "a.example.com", cn, sizeof(cn), &c2);
+    cr_assert_eq(SSL_get_SSL_CTX(s1), SSL_get_SSL_CTX(s2), "same PEMs, same context");
+    cr_assert_neq(tls_store_server_ctx(t1), tls_store_server_ctx(t2), "base contexts are per store");
+    tls_store_free(t1);
+    SSL_free(s1);
+
+    /* a changed certificate gets a new context; the old one lives while its SSLs do */
+    struct fixture g = { 0 };
+    add_spec(&g, "shop/a-tls", "w", "a.example.com", NULL);
+    struct tls_store *t3 = build(&g, false);
+    SSL *s3 = connect_sni(t3, cctx, "a.example.com", cn, sizeof(cn), NULL);
+    cr_assert_str_eq(cn, "wild.example.com");
+    cr_assert_neq(SSL_get_SSL_CTX(s2), SSL_get_SSL_CTX(s3));
+    tls_store_free(t2);
+    char buf[4];
+    cr_assert_eq(SSL_write(s2, "x", 1), 1, "a connection on an evicted context still works");
+    cr_assert_eq(SSL_read(c2, buf, sizeof(buf)), 1);
+    SSL_free(s2);
+    SSL_free(c2);
+    SSL_free(s3);
+    tls_store_free(t3);
+    SSL_CTX_free(cctx);
+}
+
+Test(tls, check_pair_results_are_remembered_but_dates_rechecked)
+{
+    char msg[256];
+    struct blob c = slurp("a.crt"), k = slurp("a.key"), k2 = slurp("b.key");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tls_check_pair(c.p, c.n, k.p, k.n, false, msg, sizeof(msg)), 0);
+        cr_assert_str_empty(msg);
+        cr_assert_lt(tls_check_pair(c.p, c.n, k2.p, k2.n, false, msg, sizeof(msg)), 0);
+        cr_assert_str_eq(msg, "tls.key does not match tls.crt");
+    }
+    struct blob oc, ok;
+    gen_dated(-10, -1, &oc, &ok);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_lt(tls_check_pair(oc.p, oc.n, ok.p, ok.n, false, msg, sizeof(msg)), 0);
+        cr_assert(strstr(msg, "expired on"), "%s", msg);
+        cr_assert_eq(tls_check_pair(oc.p, oc.n, ok.p, ok.n, true, msg, sizeof(msg)), 0);
+        cr_assert(strstr(msg, "expired on"), "%s", msg);
+    }
+}
+
+static int client_hellos;
+
+static void count_client_hellos(int write_p, int version, int content_type, const void *buf,
+                                size_t len, SSL *ssl, void *arg)
+{
+    (void)version; (void)ssl; (void)arg;
+    if (write_p && content_type == SSL3_RT_HANDSHAKE && len > 0
+        && ((const unsigned char *)buf)[0] == SSL3_MT_CLIENT_HELLO)
+        client_hellos++;
+}
+
+Test(tls, hello_retry_request_keeps_the_sni_choice)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    struct tls_store *ts = build(&f, false);
+    SSL_CTX *cctx = client_ctx();
+    /* the client's first key share is for a group we do not take: the server asks
+     * again (HRR), and the second ClientHello goes through the callback once more on
+     * the context SNI already switched to */
+    cr_assert_eq(SSL_CTX_set1_groups_list(cctx, "P-521:X25519"), 1);
+    SSL_CTX_set_msg_callback(cctx, count_client_hellos);
+    char cn[128];
+    SSL *s = connect_sni(ts, cctx, "a.example.com", cn, sizeof(cn), NULL);
+    cr_assert_eq(client_hellos, 2, "a HelloRetryRequest happened");
+    cr_assert_str_eq(cn, "a.example.com");
+    cr_assert(tls_ssl_covers_host(s, "a.example.com", 13));
+    cr_assert_str_eq(tls_ssl_secret(s), "shop/a-tls");
+    SSL_free(s);
+    SSL_CTX_free(cctx);
     tls_store_free(ts);
 }

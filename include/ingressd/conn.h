@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * conn: one downstream (client) connection on a bufferevent (plain, or
+ * OpenSSL on TLS listeners). Reads request heads (with the header timeout
+ * against slowloris), hands complete heads to proxy.c, keeps the keep-alive
+ * idle timer, and closes through a deferred reap (never inside its own
+ * callback). Owned by its worker; worker thread only; objects come from a
+ * per-worker free-list.
+ */
+#ifndef INGRESSD_CONN_H
+#define INGRESSD_CONN_H
+
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "ingressd/http1.h"
+
+struct wrk;
+struct lsn;
+struct bufferevent;
+struct px_req;
+typedef struct ssl_st SSL;
+
+#define CONN_MAGIC 0x434f4e4eu
+
+enum conn_state {
+    CONN_IDLE = 0,                     /* keep-alive, waiting for the next request */
+    CONN_HEAD,                         /* a head is arriving (header timeout runs) */
+    CONN_BUSY,                         /* a request is in proxy.c */
+    CONN_TUNNEL,                       /* upgraded: raw bytes both ways */
+    CONN_CLOSING,                      /* flushing the last response, then closed */
+    CONN_DEAD,                         /* in w->dead, freed by the reap */
+};
+
+struct conn {
+    unsigned magic;
+    enum conn_state state;
+    struct wrk *w;
+    struct bufferevent *bev;           /* owns the fd (BEV_OPT_CLOSE_ON_FREE) */
+    SSL *ssl;                          /* TLS listeners: owned by bev */
+    struct event timer;                /* header / idle / body timeouts */
+    struct px_req *req;                /* the request in progress, or NULL */
+    struct h1_scan scan;               /* head search progress */
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    unsigned short port;               /* local listener port */
+    bool tls;
+    bool queued;                       /* in w->runq */
+    bool read_paused;                  /* pipelined input held back */
+    uint8_t ipn;                       /* length of ip */
+    char ip[46];                       /* peer address text (X-Forwarded-For) */
+    TAILQ_ENTRY(conn) link;            /* w->conns, then w->dead */
+    TAILQ_ENTRY(conn) runlink;         /* w->runq */
+    struct conn *next_free;
+};
+
+/* takes ownership of fd accepted on l */
+void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen);
+/* the request ended: back to keep-alive (or closed when close is true) */
+void conn_request_done(struct conn *c, bool close);
+/* writes queued output now (plain sockets: no EPOLLOUT round trip unless the
+ * socket is full; TLS: the bufferevent does it) */
+void conn_flush(struct conn *c);
+/* flush what is queued, then close */
+void conn_close_after_flush(struct conn *c);
+/* close now (deferred free) */
+void conn_close(struct conn *c);
+/* (re)arm the connection timer for ms milliseconds (0 = disarm) */
+void conn_timer(struct conn *c, uint32_t ms);
+/* drain: close idle keep-alive connections, mark the others */
+void conn_drain_all(struct wrk *w);
+/* reap callback work: free dead conns, run pipelined input */
+void conn_reap(struct wrk *w);
+/* frees every connection (worker exit) */
+void conn_free_all(struct wrk *w);
+
+#endif

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * conn: downstream (client) connections (libevent le-proxy.c, twemproxy
+ * nc_connection.c).
+ *
+ *          accept                     head complete            response done
+ *   lsn ─────────> CONN_HEAD ──────────────────────> CONN_BUSY ─────────────> CONN_IDLE
+ *                    ^  │ header timeout: 408         │  │ 101                   │
+ *                    │  └──────────────┐              │  └─> CONN_TUNNEL         │
+ *                    └─────────────────┼──────────────┼──── first byte ──────────┘
+ *                                      v              v  close / drain
+ *                                 CONN_CLOSING (flush, half-close, linger) ─> CONN_DEAD
+ *
+ * One struct event per connection (embedded, no allocation) carries the
+ * timeout of the current state: the whole head must arrive within
+ * client_header (a slowloris client cannot extend it by trickling bytes, and
+ * since each connection has its own timer 1,000 of them cost nothing to a
+ * normal client), keep-alive idle time, and the gap between body reads.
+ *
+ * Closing never frees inside a callback: conn_close() unhooks the
+ * bufferevent, moves the conn to w->dead and kicks the worker's reap event,
+ * which frees it on the next loop turn (Redis freeClientAsync). Pipelined
+ * input left after a response is processed from the same reap event, so a
+ * request never starts inside the previous one's stack.
+ *
+ * Before a close with unread input, the connection half-closes and reads
+ * (discarding) for a short linger, so an error response sent while the
+ * client is still uploading is not destroyed by a TCP reset.
+ *
+ * Worker thread only.
+ */
+#include "ingressd/conn.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ingressd/log.h"
+#include "ingressd/lsn.h"
+#include "ingressd/proxy.h"
+#include "ingressd/snap.h"
+#include "ingressd/tls.h"
+#include "ingressd/wrk.h"
+
+#define CONN_FREE_MAX   1024            /* conn objects kept for reuse per worker */
+#define CONN_LINGER_MS  2000
+#define CONN_FLUSH_MS   30000           /* a client that never reads its last response */
+#define PIPELINE_HOLD   (64 * 1024)     /* pipelined input held before reading pauses */
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+static void conn_timercb(evutil_socket_t fd, short what, void *arg);
+
+static inline const struct snap_timeouts *T(const struct conn *c) { return &c->w->snap->cfg.timeouts; }
+
+static uint32_t header_ms(const struct conn *c)
+{
+    return T(c)->client_header ? T(c)->client_header : 10000;
+}
+
+static uint32_t idle_ms(const struct conn *c)
+{
+    return T(c)->client_idle ? T(c)->client_idle : 75000;
+}
+
+void conn_timer(struct conn *c, uint32_t ms)
+{
+    if (!ms) {
+        event_del(&c->timer);
+        return;
+    }
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    event_add(&c->timer, &tv);
+}
+
+/*
+ * Optimistic write: plain connections keep EV_WRITE disabled and write from
+ * here right after queueing; only a full socket enables EV_WRITE, and the
+ * write callback disables it again once drained. This saves the two
+ * epoll_ctl calls (and one loop turn) per response that a bufferevent's
+ * write event costs.
+ */
+void conn_flush(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tls || evbuffer_get_length(out) == 0)
+        return;
+    /* a socket bufferevent freezes its output's start outside its own callbacks */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out))
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/* ---- accept ---- */
+
+void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
+{
+    struct wrk *w = l->w;
+    struct conn *c;
+
+    if (w->draining) {
+        close(fd);
+        return;
+    }
+    if (w->conn_free) {
+        c = w->conn_free;
+        w->conn_free = c->next_free;
+        w->nconn_free--;
+        memset(c, 0, sizeof(*c));
+    } else if (!(c = calloc(1, sizeof(*c)))) {
+        close(fd);
+        return;
+    }
+    c->magic = CONN_MAGIC;
+    c->w = w;
+    c->tls = l->tls;
+    c->port = l->port;
+    if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
+        memcpy(&c->peer, sa, (size_t)salen);
+        c->peerlen = (socklen_t)salen;
+    }
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->ip, sizeof(c->ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->ip, sizeof(c->ip));
+    c->ipn = (uint8_t)strlen(c->ip);
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    if (c->tls) {
+        c->ssl = w->snap->tls ? tls_new_server_ssl(w->snap->tls) : NULL;
+        if (!c->ssl) {
+            log_warn("worker %u: no TLS context for %s, closing", w->id, l->address);
+            goto fail;
+        }
+        c->bev = bufferevent_openssl_socket_new(w->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+            SSL_free(c->ssl);
+            goto fail;
+        }
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev)
+            goto fail;
+    }
+    event_assign(&c->timer, w->base, -1, 0, conn_timercb, c);
+    bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+    if (c->tls) {
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    } else {
+        bufferevent_disable(c->bev, EV_WRITE); /* optimistic writes, see conn_flush */
+        bufferevent_enable(c->bev, EV_READ);
+    }
+    c->state = CONN_HEAD;
+    conn_timer(c, header_ms(c));
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    WRK_INC(w, conns_accepted);
+    WRK_INC(w, conns_active);
+    return;
+fail:
+    close(fd);
+    c->next_free = w->conn_free;
+    w->conn_free = c;
+    w->nconn_free++;
+}
+
+/* ---- heads ---- */
+
+static void read_head(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    if (c->state == CONN_IDLE) {
+        /* RFC 9112 2.2: ignore empty lines before a request line */
+        for (int i = 0; i < 4 && evbuffer_get_length(in) >= 2; i++) {
+            const unsigned char *p = evbuffer_pullup(in, 2);
+            if (p[0] != '\r' || p[1] != '\n')
+                break;
+            evbuffer_drain(in, 2);
+        }
+        if (evbuffer_get_length(in) == 0)
+            return;
+        c->state = CONN_HEAD;
+        memset(&c->scan, 0, sizeof(c->scan));
+        conn_timer(c, header_ms(c));
+    }
+    uint32_t max = c->w->snap->cfg.max_header_size ? c->w->snap->cfg.max_header_size : 32768;
+    long hl = h1_head_len(in, &c->scan, max);
+    if (hl == 0)
+        return;
+    conn_timer(c, 0);
+    if (hl < 0) {
+        px_reject(c, (unsigned)-hl);
+        return;
+    }
+    c->state = CONN_BUSY;
+    px_start(c, hl);
+}
+
+/* ---- callbacks ---- */
+
+static void conn_readcb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    switch (c->state) {
+    case CONN_IDLE:
+    case CONN_HEAD:
+        read_head(c);
+        break;
+    case CONN_BUSY:
+    case CONN_TUNNEL:
+        px_ds_read(c->req);
+        break;
+    case CONN_CLOSING: {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        break;
+    }
+    case CONN_DEAD:
+        break;
+    }
+}
+
+static void start_linger(struct conn *c)
+{
+    /* everything is flushed: half-close, then read and discard for a while */
+    if (!c->tls) {
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+        bufferevent_enable(c->bev, EV_READ);
+        conn_timer(c, CONN_LINGER_MS);
+    } else {
+        conn_close(c);
+    }
+}
+
+static void conn_writecb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (!c->tls && c->state != CONN_CLOSING)
+        bufferevent_disable(bev, EV_WRITE);
+    switch (c->state) {
+    case CONN_BUSY:
+    case CONN_TUNNEL:
+        px_ds_write(c->req);
+        break;
+    case CONN_CLOSING:
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            start_linger(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    switch (c->state) {
+    case CONN_BUSY:
+    case CONN_TUNNEL:
+        if (what & BEV_EVENT_TIMEOUT)
+            px_ds_timeout(c->req);
+        else
+            px_ds_eof(c->req, (what & BEV_EVENT_ERROR) != 0);
+        break;
+    case CONN_DEAD:
+        break;
+    default:
+        conn_close(c);
+        break;
+    }
+}
+
+static void conn_timercb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    switch (c->state) {
+    case CONN_HEAD:
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || c->scan.off > 0)
+            px_reject(c, 408);
+        else
+            conn_close(c);
+        break;
+    case CONN_IDLE:
+    case CONN_CLOSING:
+        conn_close(c);
+        break;
+    case CONN_BUSY:
+    case CONN_TUNNEL:
+        px_ds_timeout(c->req);
+        break;
+    case CONN_DEAD:
+        break;
+    }
+}
+
+/* ---- request end, close ---- */
+
+void conn_request_done(struct conn *c, bool close)
+{
+    c->req = NULL;
+    if (c->state == CONN_DEAD || c->state == CONN_CLOSING)
+        return;
+    if (close || c->w->draining) {
+        conn_close_after_flush(c);
+        return;
+    }
+    c->state = CONN_IDLE;
+    bufferevent_enable(c->bev, EV_READ);
+    c->read_paused = false;
+    conn_timer(c, idle_ms(c));
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 && !c->queued) {
+        /* pipelined: start it from the reap event, not from this stack */
+        c->queued = true;
+        TAILQ_INSERT_TAIL(&c->w->runq, c, runlink);
+        wrk_kick(c->w);
+    }
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_CLOSING)
+        return;
+    c->state = CONN_CLOSING;
+    c->req = NULL;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_timer(c, CONN_FLUSH_MS);
+    conn_flush(c);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        start_linger(c);
+    else
+        bufferevent_enable(c->bev, EV_WRITE | EV_READ);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->req) {
+        struct px_req *r = c->req;
+        c->req = NULL;
+        px_abort(r);
+    }
+    event_del(&c->timer);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    if (c->queued) {
+        TAILQ_REMOVE(&c->w->runq, c, runlink);
+        c->queued = false;
+    }
+    c->state = CONN_DEAD;
+    TAILQ_REMOVE(&c->w->conns, c, link);
+    TAILQ_INSERT_TAIL(&c->w->dead, c, link);
+    WRK_DEC(c->w, conns_active);
+    wrk_kick(c->w);
+}
+
+void conn_reap(struct wrk *w)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->runq))) {
+        TAILQ_REMOVE(&w->runq, c, runlink);
+        c->queued = false;
+        if (c->state == CONN_IDLE || c->state == CONN_HEAD)
+            read_head(c);
+    }
+    while ((c = TAILQ_FIRST(&w->dead))) {
+        TAILQ_REMOVE(&w->dead, c, link);
+        if (c->bev)
+            bufferevent_free(c->bev); /* closes the fd, frees the SSL */
+        c->bev = NULL;
+        c->magic = 0;
+        if (w->nconn_free < CONN_FREE_MAX) {
+            c->next_free = w->conn_free;
+            w->conn_free = c;
+            w->nconn_free++;
+        } else {
+            free(c);
+        }
+    }
+}
+
+void conn_drain_all(struct wrk *w)
+{
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&w->conns); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (c->state == CONN_IDLE ||
+            (c->state == CONN_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
+            conn_close(c);
+        else if ((c->state == CONN_BUSY || c->state == CONN_TUNNEL) && c->req)
+            px_set_draining(c->req);
+    }
+}
+
+void conn_free_all(struct wrk *w)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->conns)))
+        conn_close(c);
+    conn_reap(w);
+    while ((c = w->conn_free)) {
+        w->conn_free = c->next_free;
+        free(c);
+    }
+    w->nconn_free = 0;
+}

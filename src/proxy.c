@@ -1,0 +1,1300 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * proxy (px_): the request state machine (Varnish cache_req_fsm.c, HAProxy
+ * stream.c). The flow of one request (style.md 3.2):
+ *
+ *  lsn accept (W) -> conn.c (+ TLS via tls_new_server_ssl(w->snap->tls))
+ *   -> conn.c: head complete -> px_start(): copy the head into the request,
+ *      h1_parse_request() (400/405/417/431 + close on anything ambiguous)
+ *   -> take a snapshot ref (held until px_finish, so reloads never pull the
+ *      routes from under a request)
+ *   -> target: origin-form normalised (h1_normalize), absolute-form routed
+ *      by its authority (must agree with Host)
+ *   -> route_match(host, normalised path) or the default backend, else 404
+ *   -> TLS listener: Host not covered by the connection's certificate -> 421
+ *      plain listener and route.ssl_redirect -> 308 https://host/target
+ *   -> backend NULL or no ready endpoint -> 503 + Retry-After
+ *   -> np_allow() -> 403
+ *   -> Content-Length over maxBodySize -> 413 (chunked bodies are counted)
+ *   -> rewritten head built once into r->ushead (hop-by-hop removed,
+ *      X-Forwarded-*, X-Real-IP, X-Request-ID), Expect answered here (100)
+ *   -> lb_pick() (skips down/ejected/tried endpoints) -> ups_get() (pooled or
+ *      fresh connect) -> head written with one evbuffer_add
+ *   -> request body streamed (h1_body_feed validates, bytes move raw with
+ *      evbuffer_remove_buffer, watermarks pause the client)
+ *   -> response head parsed (invalid -> 502, read timeout -> 504), rewritten,
+ *      body streamed back the same way; 101 -> raw tunnel both ways
+ *   -> failures before any response byte: lb_done(CONNECT_FAIL/RESET/
+ *      TIMEOUT), retried on another endpoint within the retry count and the
+ *      retry budget (resets and 5xx only for idempotent requests whose body
+ *      was not consumed); a reused pooled connection found dead is retried
+ *      once on a fresh one. Never once response bytes went out.
+ *   -> px_finish(): lb_done, counters, snapshot ref released, upstream back
+ *      to its pool, downstream back to keep-alive (or closed).
+ *
+ * Statuses: no route 404, no ready endpoint 503, every connect failed 502,
+ * invalid response 502, upstream timeout 504, malformed 400, head too large
+ * 431, body too large 413. Error responses are one small text line with
+ * X-Request-ID.
+ *
+ * Memory: a px_req comes from a per-worker free-list and keeps its buffers
+ * (raw head copy, rewritten head) across reuse, so a keep-alive request costs
+ * no malloc of ours. Worker thread only.
+ */
+#include "ingressd/proxy.h"
+
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ingressd/conn.h"
+#include "ingressd/log.h"
+#include "ingressd/np.h"
+#include "ingressd/route.h"
+#include "ingressd/snap.h"
+#include "ingressd/tls.h"
+#include "ingressd/upstream.h"
+#include "ingressd/wrk.h"
+
+#define PX_FREE_MAX  256
+#define PX_HIGH_WM   (256 * 1024)       /* pause the reading side above this */
+#define RESP_HEAD_MAX (64 * 1024)
+
+static void px_connect(struct px_req *r);
+static void px_finish(struct px_req *r);
+static void pump_req(struct px_req *r);
+static void pump_resp(struct px_req *r);
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline const struct snap_timeouts *TO(const struct px_req *r) { return &r->snap->cfg.timeouts; }
+
+static void set_tv(struct timeval *tv, uint32_t ms)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* ---- small string building (bounded; never overflows, reports it) ---- */
+
+struct sb {
+    char *p;
+    size_t n, cap;
+    bool over;
+};
+
+static inline void sb_put(struct sb *b, const char *s, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->over = true;
+        return;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+#define SB_LIT(b, s) sb_put((b), (s), sizeof(s) - 1)
+static inline void sb_str(struct sb *b, struct str s) { sb_put(b, s.p, s.n); }
+static inline void sb_cstr(struct sb *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_u64(struct sb *b, uint64_t v)
+{
+    char t[24];
+    int i = 24;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    sb_put(b, t + i, (size_t)(24 - i));
+}
+
+static bool grow(char **p, uint32_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    char *q = realloc(*p, n);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = (uint32_t)n;
+    return true;
+}
+
+/* ---- request objects ---- */
+
+static struct px_req *req_get(struct wrk *w)
+{
+    struct px_req *r = w->req_free;
+    if (r) {
+        w->req_free = r->next_free;
+        w->nreq_free--;
+    } else {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return NULL;
+    }
+    /* reset everything before the parsed messages; keep the buffers */
+    char *ush = r->ushead;
+    uint32_t ushcap = r->usheadcap;
+    char *raw = r->raw;
+    uint32_t rawcap = r->rawcap;
+    memset(r, 0, offsetof(struct px_req, req));
+    r->ushead = ush;
+    r->usheadcap = ushcap;
+    r->raw = raw;
+    r->rawcap = rawcap;
+    r->usheadlen = 0;
+    r->reqidlen = 0;
+    r->reqid_from_client = r->head_method = r->idempotent = r->client_keepalive = false;
+    r->client_10 = r->upgrade = r->req_done = r->body_started = r->resp_started = false;
+    r->resp_done = r->close_after = r->dechunk = r->sent_100 = r->retry_begun = false;
+    r->ds_paused = r->us_paused = r->fresh_retry = false;
+    r->attempts = 0;
+    r->status = 0;
+    r->body_bytes = 0;
+    r->last_res = LB_OK;
+    r->req.body_sink = NULL;
+    r->resp.body_sink = NULL;
+    r->magic = PX_MAGIC;
+    r->w = w;
+    return r;
+}
+
+static void req_put(struct wrk *w, struct px_req *r)
+{
+    r->magic = 0;
+    if (w->nreq_free < PX_FREE_MAX && r->usheadcap <= 256 * 1024 && r->rawcap <= 256 * 1024) {
+        r->next_free = w->req_free;
+        w->req_free = r;
+        w->nreq_free++;
+    } else {
+        free(r->ushead);
+        free(r->raw);
+        free(r);
+    }
+}
+
+void px_free_all(struct wrk *w)
+{
+    struct px_req *r;
+    while ((r = w->req_free)) {
+        w->req_free = r->next_free;
+        free(r->ushead);
+        free(r->raw);
+        free(r);
+    }
+    w->nreq_free = 0;
+}
+
+/* ---- request ids ---- */
+
+static void gen_reqid(struct wrk *w, char *out, uint8_t *len)
+{
+    static const char hx[] = "0123456789abcdef";
+    uint64_t seq = ++w->reqid_seq;
+    memcpy(out, w->reqid_prefix, 16);
+    for (int i = 0; i < 16; i++)
+        out[16 + i] = hx[(seq >> (60 - 4 * i)) & 15];
+    out[32] = 0;
+    *len = 32;
+}
+
+static bool reqid_ok(struct str v)
+{
+    if (v.n == 0 || v.n > 63)
+        return false;
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char c = (unsigned char)v.p[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* ---- our own responses ---- */
+
+static void count_status(struct wrk *w, unsigned status)
+{
+    unsigned k = status / 100;
+    WRK_INC(w, responses_by_class[k < 6 ? k : 0]);
+}
+
+/* writes a small complete response to the client */
+static void write_simple(struct conn *c, unsigned status, const char *reqid, size_t reqidlen,
+                         bool close, const char *extra, size_t extralen)
+{
+    char buf[2048];
+    struct sb b = { buf, 0, sizeof(buf), false };
+    const char *reason = h1_reason(status);
+    size_t blen = 3 + 1 + strlen(reason) + 1;
+    SB_LIT(&b, "HTTP/1.1 ");
+    sb_u64(&b, status);
+    SB_LIT(&b, " ");
+    sb_cstr(&b, reason);
+    SB_LIT(&b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    sb_u64(&b, blen);
+    SB_LIT(&b, "\r\nX-Request-ID: ");
+    sb_put(&b, reqid, reqidlen);
+    SB_LIT(&b, "\r\n");
+    if (extra)
+        sb_put(&b, extra, extralen);
+    if (close)
+        SB_LIT(&b, "Connection: close\r\n");
+    SB_LIT(&b, "\r\n");
+    sb_u64(&b, status);
+    SB_LIT(&b, " ");
+    sb_cstr(&b, reason);
+    SB_LIT(&b, "\n");
+    if (b.over)
+        return;
+    bufferevent_write(c->bev, buf, b.n);
+    conn_flush(c);
+    count_status(c->w, status);
+}
+
+void px_reject(struct conn *c, unsigned status)
+{
+    char id[40];
+    uint8_t idn;
+    gen_reqid(c->w, id, &idn);
+    write_simple(c, status, id, idn, true, NULL, 0);
+    conn_close_after_flush(c);
+}
+
+/* answers status for r (no response byte may have gone out), then ends r */
+static void px_error(struct px_req *r, unsigned status, const char *extra, size_t extralen)
+{
+    if (r->resp_started) {
+        px_abort(r);
+        return;
+    }
+    /* unread request body, framing doubt or no keep-alive: close afterwards */
+    bool close = r->close_after || !r->client_keepalive || !r->req_done || status == 400 ||
+                 r->w->draining;
+    r->close_after = close;
+    write_simple(r->ds, status, r->reqid, r->reqidlen, close, extra, extralen);
+    r->status = status;
+    r->resp_started = r->resp_done = true;
+    px_finish(r);
+}
+
+/* ---- start ---- */
+
+static bool is_idempotent(uint8_t m)
+{
+    return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE || m == HTTP_PUT ||
+           m == HTTP_DELETE;
+}
+
+static struct str host_only(struct str h)
+{
+    if (h.n && h.p[0] == '[') {
+        const char *e = memchr(h.p, ']', h.n);
+        return e ? str_make(h.p, (size_t)(e - h.p) + 1) : h;
+    }
+    const char *colon = memchr(h.p, ':', h.n);
+    return colon ? str_make(h.p, (size_t)(colon - h.p)) : h;
+}
+
+static struct str lb_header(void *ctx, struct str name)
+{
+    struct px_req *r = ctx;
+    return h1_get_name(&r->req, name);
+}
+
+static uint16_t sa_port(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+void px_start(struct conn *c, long head_len)
+{
+    struct wrk *w = c->w;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t hl = (size_t)head_len;
+    struct px_req *r = req_get(w);
+    if (!r || !grow(&r->raw, &r->rawcap, hl)) {
+        if (r)
+            req_put(w, r);
+        px_reject(c, 500);
+        return;
+    }
+    r->ds = c;
+    c->req = r;
+    r->snap = snap_ref(w->snap);
+    r->t_start_us = now_us();
+    WRK_INC(w, requests);
+    WRK_INC(w, inflight);
+    lb_request_begin();
+
+    /* the head is copied out so that its views outlive the input buffer */
+    evbuffer_remove(in, r->raw, hl);
+    WRK_ADD(w, bytes_in, hl);
+    int rc = h1_parse_request(&r->req, r->raw, hl);
+    struct h1_msg *m = &r->req;
+    r->client_10 = m->minor == 0;
+    r->client_keepalive = rc == H1_OK && m->keep_alive;
+    r->req_done = rc == H1_OK && m->no_body;
+    if (m->reqid_idx >= 0 && reqid_ok(m->hdrs[m->reqid_idx].value)) {
+        struct str v = m->hdrs[m->reqid_idx].value;
+        memcpy(r->reqid, v.p, v.n);
+        r->reqidlen = (uint8_t)v.n;
+        r->reqid_from_client = true;
+    } else {
+        gen_reqid(w, r->reqid, &r->reqidlen);
+    }
+    if (rc != H1_OK) {
+        r->close_after = true;
+        px_error(r, (unsigned)-rc, NULL, 0);
+        return;
+    }
+    r->head_method = m->method_id == HTTP_HEAD;
+    r->idempotent = is_idempotent(m->method_id);
+    r->upgrade = m->upgrade;
+
+    /* target -> host + normalised origin-form */
+    struct str host = m->host_idx >= 0 ? m->hdrs[m->host_idx].value : STR_NULL;
+    struct str target = m->target, authority;
+    bool asterisk = false;
+    if (target.p[0] != '/') {
+        if (h1_split_absolute(target, &authority, &target)) {
+            if (!h1_host_valid(authority) || (host.p && !str_ieq(authority, host))) {
+                px_error(r, 400, NULL, 0);
+                return;
+            }
+            if (!host.p)
+                host = authority;
+        } else if (target.n == 1 && target.p[0] == '*' && m->method_id == HTTP_OPTIONS) {
+            asterisk = true;
+        } else {
+            px_error(r, 400, NULL, 0);
+            return;
+        }
+    }
+    size_t extra = 512 + (size_t)c->ipn * 2 + host.n + r->reqidlen;
+    if (!grow(&r->ushead, &r->usheadcap, hl + target.n + extra + 64)) {
+        px_error(r, 500, NULL, 0);
+        return;
+    }
+    struct sb b = { r->ushead, 0, r->usheadcap, false };
+    sb_str(&b, m->method);
+    SB_LIT(&b, " ");
+    const char *path;
+    size_t pathlen;
+    if (asterisk) {
+        SB_LIT(&b, "*");
+        path = "/";
+        pathlen = 1;
+    } else {
+        long tn = h1_normalize(target.p, target.n, b.p + b.n, b.cap - b.n, &pathlen);
+        if (tn < 0) {
+            px_error(r, 400, NULL, 0);
+            return;
+        }
+        path = b.p + b.n;
+        b.n += (size_t)tn;
+    }
+    size_t tstart = (size_t)(path - b.p), tlen = b.n - tstart;
+
+    /* route */
+    const struct snap *s = r->snap;
+    const struct snap_route *rt = s->routes ? route_match(s->routes, host.p ? host.p : "", host.n, path,
+                                                          pathlen)
+                                            : NULL;
+    if (!rt)
+        rt = s->default_route;
+    if (!rt) {
+        px_error(r, 404, NULL, 0);
+        return;
+    }
+    r->route = rt;
+    struct str hname = host_only(host);
+    if (c->tls && c->ssl && hname.n && !tls_ssl_covers_host(c->ssl, hname.p, hname.n)) {
+        px_error(r, 421, NULL, 0);
+        return;
+    }
+    if (!c->tls && rt->ssl_redirect && hname.n) {
+        char loc[4096];
+        struct sb lb = { loc, 0, sizeof(loc), false };
+        SB_LIT(&lb, "Location: https://");
+        sb_str(&lb, hname);
+        sb_put(&lb, b.p + tstart, tlen);
+        SB_LIT(&lb, "\r\n");
+        if (!lb.over) {
+            px_error(r, 308, loc, lb.n);
+            return;
+        }
+    }
+    const struct snap_backend *be = rt->backend;
+    if (!be || be->nready == 0) {
+        static const char ra[] = "Retry-After: 1\r\n";
+        px_error(r, 503, ra, sizeof(ra) - 1);
+        return;
+    }
+    r->be = be;
+    if (s->netpol && be->neps &&
+        !np_allow(s->netpol, be, (const struct sockaddr *)&c->peer, sa_port(&be->eps[0].sa))) {
+        px_error(r, 403, NULL, 0);
+        return;
+    }
+    r->max_body = rt->has_max_body_size ? rt->max_body_size : s->cfg.max_body_size;
+    if (m->has_cl && r->max_body && m->content_length > r->max_body) {
+        px_error(r, 413, NULL, 0);
+        return;
+    }
+
+    /* the rewritten head: one buffer, written with one add per attempt */
+    SB_LIT(&b, " HTTP/1.1\r\n");
+    struct str xff = STR_NULL;
+    for (uint32_t i = 0; i < m->nhdrs; i++) {
+        const struct h1_hdr *h = &m->hdrs[i];
+        if (h->hop && h->kind != H1H_UPGRADE)
+            continue;
+        switch (h->kind) {
+        case H1H_CONNECTION:
+        case H1H_KEEP_ALIVE:
+        case H1H_PROXY_CONNECTION:
+        case H1H_TE:
+        case H1H_TRAILER:
+        case H1H_EXPECT:
+        case H1H_XFPROTO:
+        case H1H_XFHOST:
+        case H1H_XFPORT:
+        case H1H_XREAL_IP:
+        case H1H_HTTP2_SETTINGS:
+            continue;
+        case H1H_UPGRADE:
+            if (!r->upgrade)
+                continue;
+            break;
+        case H1H_XFF:
+            if (!xff.p)
+                xff = h->value;
+            continue;
+        case H1H_XREQUEST_ID:
+            if (!r->reqid_from_client)
+                continue;
+            break;
+        default:
+            break;
+        }
+        sb_str(&b, h->name);
+        SB_LIT(&b, ": ");
+        sb_str(&b, h->value);
+        SB_LIT(&b, "\r\n");
+    }
+    if (m->host_idx < 0 && host.p) {
+        SB_LIT(&b, "Host: ");
+        sb_str(&b, host);
+        SB_LIT(&b, "\r\n");
+    }
+    SB_LIT(&b, "X-Forwarded-For: ");
+    if (xff.n) {
+        sb_str(&b, xff);
+        SB_LIT(&b, ", ");
+    }
+    sb_put(&b, c->ip, c->ipn);
+    SB_LIT(&b, "\r\nX-Real-IP: ");
+    sb_put(&b, c->ip, c->ipn);
+    if (c->tls)
+        SB_LIT(&b, "\r\nX-Forwarded-Proto: https");
+    else
+        SB_LIT(&b, "\r\nX-Forwarded-Proto: http");
+    if (host.n) {
+        SB_LIT(&b, "\r\nX-Forwarded-Host: ");
+        sb_str(&b, host);
+    }
+    SB_LIT(&b, "\r\nX-Forwarded-Port: ");
+    sb_u64(&b, c->port);
+    if (!r->reqid_from_client) {
+        SB_LIT(&b, "\r\nX-Request-ID: ");
+        sb_put(&b, r->reqid, r->reqidlen);
+    }
+    if (r->upgrade)
+        SB_LIT(&b, "\r\nConnection: upgrade");
+    SB_LIT(&b, "\r\n\r\n");
+    if (b.over) {
+        px_error(r, 431, NULL, 0);
+        return;
+    }
+    r->usheadlen = (uint32_t)b.n;
+
+    r->lbr.client = (const struct sockaddr *)&c->peer;
+    r->lbr.path = str_make(r->ushead + tstart, pathlen);
+    r->lbr.get_header = lb_header;
+    r->lbr.ctx = r;
+
+    if (m->expect_continue && !r->req_done) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        bufferevent_write(c->bev, cont, sizeof(cont) - 1);
+        conn_flush(c);
+        r->sent_100 = true;
+    }
+    px_connect(r);
+}
+
+/* ---- upstream attempts ---- */
+
+static uint32_t retries_allowed(const struct px_req *r)
+{
+    return r->be->retries ? r->be->retries : r->snap->cfg.retries;
+}
+
+static void report(struct px_req *r, enum lb_result res)
+{
+    if (!r->ep)
+        return;
+    lb_done(r->be, r->ep, res, now_us() - r->t_try_us);
+    r->ep = NULL;
+}
+
+static void final_failure(struct px_req *r)
+{
+    if (r->last_res == LB_TIMEOUT)
+        px_error(r, 504, NULL, 0);
+    else
+        px_error(r, 502, NULL, 0);
+}
+
+static void attach(struct px_req *r, bool fresh)
+{
+    struct ups_conn *u = ups_get(r->w, r->be, r->ep, r, fresh);
+    if (!u) {
+        WRK_INC(r->w, upstream_connect_errors);
+        report(r, LB_CONNECT_FAIL);
+        r->last_res = LB_CONNECT_FAIL;
+        /* no socket at all: resources, not the pod; try the next one */
+        px_connect(r);
+        return;
+    }
+    r->us = u;
+    evbuffer_add(bufferevent_get_output(u->bev), r->ushead, r->usheadlen);
+    if (u->connected) {
+        ups_flush(u);
+        r->state = PX_WAIT_RESP;
+        if (!r->req_done)
+            pump_req(r);
+        else {
+            struct timeval tv;
+            set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
+            bufferevent_set_timeouts(u->bev, &tv, NULL);
+        }
+    } else {
+        r->state = PX_CONNECTING;
+    }
+}
+
+static void px_connect(struct px_req *r)
+{
+    if (r->attempts > retries_allowed(r) || r->lbr.ntried >= LB_MAX_TRIED) {
+        final_failure(r);
+        return;
+    }
+    if (r->attempts > 0) {
+        /*
+         * A connect failure re-routes a request no pod has seen: it adds no
+         * load, so it does not spend the retry budget (which exists against
+         * retry storms). A pod that dies takes all its in-flight picks with
+         * it at once; those must all land elsewhere.
+         */
+        if (!r->retry_begun && r->last_res != LB_CONNECT_FAIL) {
+            if (!lb_retry_begin(r->snap->cfg.retry_budget_pct)) {
+                final_failure(r);
+                return;
+            }
+            r->retry_begun = true;
+        }
+        WRK_INC(r->w, retries);
+    }
+    const struct snap_endpoint *ep = lb_pick(r->be, &r->lbr, r->snap->cfg.panic_threshold_pct);
+    if (!ep) {
+        if (r->attempts == 0) {
+            static const char ra[] = "Retry-After: 1\r\n";
+            px_error(r, 503, ra, sizeof(ra) - 1);
+        } else {
+            final_failure(r);
+        }
+        return;
+    }
+    r->ep = ep;
+    r->lbr.tried[r->lbr.ntried++] = ep;
+    r->attempts++;
+    r->t_try_us = now_us();
+    attach(r, false);
+}
+
+/* the attempt on r->us failed before any response byte */
+static void attempt_failed(struct px_req *r, enum lb_result res)
+{
+    struct ups_conn *u = r->us;
+    bool reused = u && u->reused;
+    r->us = NULL;
+    ups_close(u);
+    r->last_res = res;
+    if (res == LB_TIMEOUT)
+        WRK_INC(r->w, upstream_timeouts);
+    bool nothing_sent = res == LB_CONNECT_FAIL;
+    bool replayable = !r->body_started && (r->idempotent || nothing_sent);
+    /* a pooled connection the pod had closed: once more on a fresh one */
+    if (reused && res == LB_RESET && replayable && !r->fresh_retry && r->ep) {
+        r->fresh_retry = true;
+        attach(r, true);
+        return;
+    }
+    report(r, res);
+    bool retry = replayable &&
+                 (res != LB_TIMEOUT || nothing_sent || (r->be->retry_on & RETRY_ON_TIMEOUT));
+    if (!retry) {
+        final_failure(r);
+        return;
+    }
+    px_connect(r);
+}
+
+/* ---- request body ---- */
+
+static void pump_req(struct px_req *r)
+{
+    struct evbuffer *in = bufferevent_get_input(r->ds->bev);
+    struct evbuffer *out = bufferevent_get_output(r->us->bev);
+    uint64_t max = r->max_body;
+
+    while (!r->req_done && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = 0;
+        int rc = h1_body_feed(&r->req, v.iov_base, v.iov_len, &used);
+        if (rc < 0) {
+            r->close_after = true;
+            if (r->us) {
+                struct ups_conn *u = r->us;
+                r->us = NULL;
+                ups_close(u); /* the pod saw part of a broken body: never reuse */
+            }
+            report(r, LB_OK);
+            px_error(r, 400, NULL, 0);
+            return;
+        }
+        r->body_bytes += used;
+        if (max && r->body_bytes > max) {
+            r->close_after = true;
+            struct ups_conn *u = r->us;
+            r->us = NULL;
+            ups_close(u);
+            report(r, LB_OK);
+            px_error(r, 413, NULL, 0);
+            return;
+        }
+        if (used) {
+            r->body_started = true;
+            evbuffer_remove_buffer(in, out, used);
+            WRK_ADD(r->w, bytes_in, used);
+        }
+        if (rc == 1)
+            r->req_done = true;
+        else if (used < v.iov_len)
+            break;
+    }
+    ups_flush(r->us);
+    /* a flush that left this much queued enabled EV_WRITE: px_us_write resumes */
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        if (!r->ds_paused) {
+            r->ds_paused = true;
+            bufferevent_disable(r->ds->bev, EV_READ);
+        }
+    } else if (r->ds_paused) {
+        r->ds_paused = false;
+        bufferevent_enable(r->ds->bev, EV_READ);
+    }
+    if (r->req_done) {
+        conn_timer(r->ds, 0);
+        struct timeval tv;
+        set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
+        bufferevent_set_timeouts(r->us->bev, &tv, NULL);
+        return;
+    }
+    conn_timer(r->ds, TO(r)->client_body ? TO(r)->client_body : 60000);
+}
+
+/* ---- response ---- */
+
+static bool resp_head(struct px_req *r, const char *head, size_t hl)
+{
+    struct h1_msg *m = &r->resp;
+    struct conn *c = r->ds;
+    size_t need = hl + 512 + r->reqidlen;
+    if (!grow(&r->ushead, &r->usheadcap, need))
+        return false;
+    bool tunnel = m->status == 101;
+    r->dechunk = !tunnel && r->client_10 && m->chunked;
+    if (!tunnel && (!r->req_done || m->want_eof || r->dechunk || r->w->draining))
+        r->close_after = true;
+    if (!r->client_keepalive)
+        r->close_after = true;
+    struct sb b = { r->ushead, 0, r->usheadcap, false };
+    SB_LIT(&b, "HTTP/1.1 ");
+    sb_u64(&b, m->status);
+    SB_LIT(&b, " ");
+    sb_str(&b, m->reason);
+    SB_LIT(&b, "\r\n");
+    bool has_reqid = false, has_hsts = false;
+    for (uint32_t i = 0; i < m->nhdrs; i++) {
+        const struct h1_hdr *h = &m->hdrs[i];
+        if (h->hop && h->kind != H1H_UPGRADE)
+            continue;
+        switch (h->kind) {
+        case H1H_CONNECTION:
+        case H1H_KEEP_ALIVE:
+        case H1H_PROXY_CONNECTION:
+        case H1H_TE:
+        case H1H_TRAILER:
+            continue;
+        case H1H_UPGRADE:
+            if (!tunnel)
+                continue;
+            break;
+        case H1H_TRANSFER_ENCODING:
+            if (r->dechunk)
+                continue;
+            break;
+        case H1H_XREQUEST_ID:
+            has_reqid = true;
+            break;
+        default:
+            if (h->name.n == 25 && str_ieq_cstr(h->name, "strict-transport-security"))
+                has_hsts = true;
+            break;
+        }
+        sb_str(&b, h->name);
+        SB_LIT(&b, ": ");
+        sb_str(&b, h->value);
+        SB_LIT(&b, "\r\n");
+    }
+    if (!has_reqid) {
+        SB_LIT(&b, "X-Request-ID: ");
+        sb_put(&b, r->reqid, r->reqidlen);
+        SB_LIT(&b, "\r\n");
+    }
+    const struct snap_tls_conf *tc = &r->snap->cfg.tls;
+    if (c->tls && tc->hsts_max_age && !has_hsts) {
+        SB_LIT(&b, "Strict-Transport-Security: max-age=");
+        sb_u64(&b, tc->hsts_max_age);
+        if (tc->hsts_include_subdomains)
+            SB_LIT(&b, "; includeSubDomains");
+        SB_LIT(&b, "\r\n");
+    }
+    if (r->lbr.set_cookie && r->be && r->be->affinity_cookie) {
+        SB_LIT(&b, "Set-Cookie: ");
+        sb_cstr(&b, r->be->affinity_cookie);
+        SB_LIT(&b, "=");
+        sb_cstr(&b, r->lbr.cookie_value);
+        SB_LIT(&b, "; Path=/; HttpOnly\r\n");
+    }
+    if (tunnel)
+        SB_LIT(&b, "Connection: upgrade\r\n");
+    else if (r->close_after)
+        SB_LIT(&b, "Connection: close\r\n");
+    else if (r->client_10)
+        SB_LIT(&b, "Connection: keep-alive\r\n");
+    SB_LIT(&b, "\r\n");
+    if (b.over)
+        return false;
+    (void)head;
+    bufferevent_write(c->bev, b.p, b.n);
+    WRK_ADD(r->w, bytes_out, b.n);
+    return true;
+}
+
+static void enter_tunnel(struct px_req *r)
+{
+    struct conn *c = r->ds;
+    struct ups_conn *u = r->us;
+    r->state = PX_TUNNEL;
+    c->state = CONN_TUNNEL;
+    conn_timer(c, 0);
+    uint32_t ms = TO(r)->tunnel_idle ? TO(r)->tunnel_idle : 3600000;
+    struct timeval tv;
+    set_tv(&tv, ms);
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_set_timeouts(u->bev, &tv, NULL);
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(u->bev));
+    evbuffer_add_buffer(bufferevent_get_output(u->bev), bufferevent_get_input(c->bev));
+    conn_flush(c);
+    ups_flush(u);
+    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_enable(u->bev, EV_READ);
+}
+
+static void tunnel_move(struct px_req *r, struct bufferevent *src, struct bufferevent *dst,
+                        bool *paused)
+{
+    struct evbuffer *out = bufferevent_get_output(dst);
+    size_t n = evbuffer_get_length(bufferevent_get_input(src));
+    evbuffer_add_buffer(out, bufferevent_get_input(src));
+    if (src == r->ds->bev) {
+        WRK_ADD(r->w, bytes_in, n);
+        ups_flush(r->us);
+    } else {
+        WRK_ADD(r->w, bytes_out, n);
+        conn_flush(r->ds);
+    }
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        if (!*paused) {
+            *paused = true;
+            bufferevent_disable(src, EV_READ);
+        }
+    } else if (*paused) {
+        *paused = false;
+        bufferevent_enable(src, EV_READ);
+    }
+}
+
+static void read_resp_head(struct px_req *r)
+{
+    struct ups_conn *u = r->us;
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    for (;;) {
+        long hl = h1_head_len(in, &u->scan, RESP_HEAD_MAX);
+        if (hl == 0)
+            return;
+        if (hl < 0) {
+            ups_close(u);
+            r->us = NULL;
+            report(r, LB_HTTP_5XX);
+            r->close_after = true;
+            px_error(r, 502, NULL, 0);
+            return;
+        }
+        const char *head = (const char *)evbuffer_pullup(in, hl);
+        if (h1_parse_response(&r->resp, head, (size_t)hl, r->head_method) != H1_OK) {
+            ups_close(u);
+            r->us = NULL;
+            report(r, LB_HTTP_5XX);
+            r->close_after = true;
+            px_error(r, 502, NULL, 0);
+            return;
+        }
+        unsigned st = r->resp.status;
+        memset(&u->scan, 0, sizeof(u->scan));
+        if (st >= 100 && st < 200 && st != 101) {
+            /* interim responses: ours already said 100, pass the others */
+            if (st == 100 && r->sent_100) {
+                evbuffer_drain(in, (size_t)hl);
+            } else if (!r->client_10) {
+                evbuffer_remove_buffer(in, bufferevent_get_output(r->ds->bev), (size_t)hl);
+                conn_flush(r->ds);
+            } else {
+                evbuffer_drain(in, (size_t)hl);
+            }
+            continue;
+        }
+        if (st == 101 && !r->upgrade) {
+            ups_close(u);
+            r->us = NULL;
+            report(r, LB_HTTP_5XX);
+            px_error(r, 502, NULL, 0);
+            return;
+        }
+        /* 5xx from the pod: another endpoint, when configured and safe */
+        uint32_t bit = st == 502 ? RETRY_ON_502 : st == 503 ? RETRY_ON_503 : st == 504 ? RETRY_ON_504 : 0;
+        if (bit && (r->be->retry_on & bit) && r->idempotent && !r->body_started &&
+            r->attempts <= retries_allowed(r) && r->lbr.ntried < r->be->nready) {
+            ups_close(u);
+            r->us = NULL;
+            report(r, LB_HTTP_5XX);
+            r->last_res = LB_HTTP_5XX;
+            px_connect(r);
+            return;
+        }
+        report(r, st >= 500 ? LB_HTTP_5XX : LB_OK);
+        r->status = st;
+        if (!resp_head(r, head, (size_t)hl)) {
+            evbuffer_drain(in, (size_t)hl);
+            ups_close(u);
+            r->us = NULL;
+            px_error(r, 502, NULL, 0);
+            return;
+        }
+        evbuffer_drain(in, (size_t)hl);
+        r->resp_started = true;
+        count_status(r->w, st);
+        if (st == 101) {
+            enter_tunnel(r);
+            return;
+        }
+        r->state = PX_RESP_BODY;
+        if (r->dechunk)
+            r->resp.body_sink = bufferevent_get_output(r->ds->bev);
+        if (r->resp.no_body) {
+            r->resp_done = true;
+            conn_flush(r->ds);
+            px_finish(r);
+            return;
+        }
+        pump_resp(r);
+        return;
+    }
+}
+
+static void pump_resp(struct px_req *r)
+{
+    struct ups_conn *u = r->us;
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *out = bufferevent_get_output(r->ds->bev);
+    while (!r->resp_done && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t used = 0;
+        int rc = h1_body_feed(&r->resp, v.iov_base, v.iov_len, &used);
+        if (rc < 0) {
+            /* the pod broke framing mid-body: the client can only see a cut */
+            struct conn *c = r->ds;
+            px_abort(r);
+            conn_close(c);
+            return;
+        }
+        if (used) {
+            if (r->dechunk)
+                evbuffer_drain(in, used);
+            else
+                evbuffer_remove_buffer(in, out, used);
+            WRK_ADD(r->w, bytes_out, used);
+        }
+        if (rc == 1)
+            r->resp_done = true;
+        else if (used < v.iov_len)
+            break;
+    }
+    conn_flush(r->ds);
+    if (r->resp_done) {
+        px_finish(r);
+        return;
+    }
+    if (evbuffer_get_length(out) >= PX_HIGH_WM) {
+        if (!r->us_paused) {
+            r->us_paused = true;
+            bufferevent_disable(u->bev, EV_READ);
+        }
+    } else if (r->us_paused) {
+        r->us_paused = false;
+        bufferevent_enable(u->bev, EV_READ);
+    }
+}
+
+/* ---- end of a request ---- */
+
+/*
+ * Access log, only when spec.accessLog is set: one line per request, one
+ * write(2) (appends of one line are atomic, so workers share the file
+ * without a lock). The file is opened by the worker the first time a
+ * snapshot names it (a one-off open, not per request).
+ */
+static void access_log(struct px_req *r)
+{
+    const char *path = r->snap->cfg.access_log;
+    struct wrk *w = r->w;
+    if (!path || !r->req.method.n)
+        return;
+    if (!w->alog_path || strcmp(w->alog_path, path) != 0) {
+        if (w->alog_fd > 2)
+            close(w->alog_fd);
+        free(w->alog_path);
+        w->alog_path = strdup(path);
+        if (!strcmp(path, "-") || !strcmp(path, "stderr"))
+            w->alog_fd = 2;
+        else
+            w->alog_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (w->alog_fd < 0)
+            log_warn("worker %u: cannot open access log %s", w->id, path);
+    }
+    if (w->alog_fd < 0)
+        return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%SZ ", &tm);
+    struct sb b = { line, n, sizeof(line) - 1, false };
+    sb_put(&b, r->ds->ip, r->ds->ipn);
+    SB_LIT(&b, " \"");
+    sb_str(&b, r->req.method);
+    SB_LIT(&b, " ");
+    struct str t = r->req.target;
+    sb_put(&b, t.p, t.n > 1024 ? 1024 : t.n);
+    SB_LIT(&b, "\" ");
+    sb_u64(&b, r->status);
+    SB_LIT(&b, " ");
+    sb_u64(&b, (now_us() - r->t_start_us) / 1000);
+    SB_LIT(&b, "ms ");
+    if (r->be)
+        sb_cstr(&b, r->be->name);
+    else
+        SB_LIT(&b, "-");
+    SB_LIT(&b, " ");
+    sb_put(&b, r->reqid, r->reqidlen);
+    if (b.over)
+        b.n = sizeof(line) - 1;
+    line[b.n++] = '\n';
+    ssize_t wn = write(w->alog_fd, line, b.n);
+    (void)wn;
+}
+
+static void px_release(struct px_req *r)
+{
+    access_log(r);
+    report(r, LB_OK);
+    if (r->retry_begun)
+        lb_retry_end();
+    lb_request_end();
+    snap_release(r->snap);
+    r->snap = NULL;
+    r->state = PX_DONE;
+    WRK_DEC(r->w, inflight);
+}
+
+static void px_finish(struct px_req *r)
+{
+    struct wrk *w = r->w;
+    struct conn *c = r->ds;
+    struct ups_conn *u = r->us;
+    r->us = NULL;
+    if (u) {
+        if (r->resp_done && r->req_done && r->resp.keep_alive && !r->resp.want_eof &&
+            r->state != PX_TUNNEL && r->resp.status != 101)
+            ups_put(u);
+        else
+            ups_close(u);
+    }
+    bool close = r->close_after || !r->req_done;
+    if (r->ds_paused)
+        bufferevent_enable(c->bev, EV_READ);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    px_release(r);
+    req_put(w, r);
+    conn_request_done(c, close);
+}
+
+void px_abort(struct px_req *r)
+{
+    if (!r || r->magic != PX_MAGIC)
+        return;
+    struct conn *c = r->ds;
+    struct ups_conn *u = r->us;
+    r->us = NULL;
+    ups_close(u);
+    px_release(r);
+    if (c && c->req == r)
+        c->req = NULL;
+    req_put(r->w, r);
+}
+
+void px_set_draining(struct px_req *r)
+{
+    if (r && !r->resp_started)
+        r->close_after = true;
+}
+
+/* ---- events from conn.c ---- */
+
+void px_ds_read(struct px_req *r)
+{
+    if (!r)
+        return;
+    struct conn *c = r->ds;
+    switch (r->state) {
+    case PX_TUNNEL:
+        tunnel_move(r, c->bev, r->us->bev, &r->ds_paused);
+        return;
+    case PX_WAIT_RESP:
+    case PX_RESP_BODY:
+        if (!r->req_done && r->us) {
+            pump_req(r);
+            return;
+        }
+        break;
+    case PX_CONNECTING:
+        /* body bytes wait for the connect; do not buffer an upload meanwhile */
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) >= PX_HIGH_WM && !r->ds_paused) {
+            r->ds_paused = true;
+            bufferevent_disable(c->bev, EV_READ);
+        }
+        return;
+    default:
+        break;
+    }
+    /* pipelined bytes wait for their turn; hold back past a limit */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 64 * 1024 && !c->read_paused) {
+        c->read_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
+void px_ds_write(struct px_req *r)
+{
+    if (!r)
+        return;
+    if (r->us_paused && r->us) {
+        r->us_paused = false;
+        bufferevent_enable(r->us->bev, EV_READ);
+        if (r->state == PX_TUNNEL)
+            tunnel_move(r, r->us->bev, r->ds->bev, &r->us_paused);
+        else if (r->state == PX_RESP_BODY)
+            pump_resp(r);
+    }
+}
+
+void px_ds_eof(struct px_req *r, bool error)
+{
+    struct conn *c = r->ds;
+    if (r->state == PX_TUNNEL) {
+        /* client is gone: pass what it sent, then the tunnel ends */
+        px_abort(r);
+        conn_close(c);
+        return;
+    }
+    if (!error && r->req_done) {
+        /* half-close after a whole request: answer it, then close */
+        r->close_after = true;
+        bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    px_abort(r);
+    conn_close(c);
+}
+
+void px_ds_timeout(struct px_req *r)
+{
+    struct conn *c = r->ds;
+    if (r->state == PX_TUNNEL || r->resp_started) {
+        px_abort(r);
+        conn_close(c);
+        return;
+    }
+    /* the client stalled its body */
+    struct ups_conn *u = r->us;
+    r->us = NULL;
+    ups_close(u);
+    report(r, LB_OK);
+    r->close_after = true;
+    px_error(r, 408, NULL, 0);
+}
+
+/* ---- events from upstream.c ---- */
+
+void px_us_read(struct px_req *r)
+{
+    switch (r->state) {
+    case PX_WAIT_RESP:
+    case PX_CONNECTING:
+        read_resp_head(r);
+        break;
+    case PX_RESP_BODY:
+        pump_resp(r);
+        break;
+    case PX_TUNNEL:
+        tunnel_move(r, r->us->bev, r->ds->bev, &r->us_paused);
+        break;
+    default:
+        break;
+    }
+}
+
+void px_us_write(struct px_req *r)
+{
+    if (r->ds_paused) {
+        r->ds_paused = false;
+        bufferevent_enable(r->ds->bev, EV_READ);
+        if (r->state == PX_TUNNEL)
+            tunnel_move(r, r->ds->bev, r->us->bev, &r->ds_paused);
+        else if (!r->req_done)
+            pump_req(r);
+    }
+}
+
+void px_us_event(struct px_req *r, short what)
+{
+    struct ups_conn *u = r->us;
+    if (what & BEV_EVENT_CONNECTED) {
+        r->state = PX_WAIT_RESP;
+        bufferevent_set_timeouts(u->bev, NULL, NULL);
+        if (!r->req_done) {
+            pump_req(r);
+        } else {
+            struct timeval tv;
+            set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
+            bufferevent_set_timeouts(u->bev, &tv, NULL);
+        }
+        return;
+    }
+    bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
+    switch (r->state) {
+    case PX_CONNECTING:
+        WRK_INC(r->w, upstream_connect_errors);
+        attempt_failed(r, timeout ? LB_TIMEOUT : LB_CONNECT_FAIL);
+        return;
+    case PX_WAIT_RESP:
+        if (!timeout && (what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_input(u->bev))) {
+            /* EOF right after a complete head still in the buffer: read it first */
+            read_resp_head(r);
+            if (r->state != PX_WAIT_RESP || r->us != u)
+                return;
+        }
+        if (u->scan.off > 0) {
+            /* part of a head arrived: response bytes, no retry */
+            r->us = NULL;
+            ups_close(u);
+            report(r, timeout ? LB_TIMEOUT : LB_RESET);
+            r->last_res = timeout ? LB_TIMEOUT : LB_RESET;
+            final_failure(r);
+            return;
+        }
+        attempt_failed(r, timeout ? LB_TIMEOUT : LB_RESET);
+        return;
+    case PX_RESP_BODY:
+        if (!timeout && (what & BEV_EVENT_EOF)) {
+            pump_resp(r);
+            if (r->state != PX_RESP_BODY)
+                return;
+            if (h1_body_eof(&r->resp) == 1) {
+                r->resp_done = true;
+                px_finish(r);
+                return;
+            }
+        }
+        if (timeout)
+            WRK_INC(r->w, upstream_timeouts);
+        struct conn *c = r->ds;
+        px_abort(r);
+        conn_close(c);
+        return;
+    case PX_TUNNEL: {
+        struct conn *c = r->ds;
+        tunnel_move(r, u->bev, c->bev, &r->us_paused);
+        px_abort(r);
+        conn_close_after_flush(c);
+        return;
+    }
+    default:
+        return;
+    }
+}

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * snap-int.h: what snap.c (load, quarantine, document reuse, release) and
+ * snap_build.c (references, resolution, the snapshot's contents) share. Not
+ * a public API. Loader thread only.
+ */
+#ifndef INGRESSD_SNAP_INT_H
+#define INGRESSD_SNAP_INT_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingressd/k8s.h"
+#include "ingressd/np.h"
+#include "ingressd/route.h"
+#include "ingressd/snap.h"
+#include "ingressd/str.h"
+
+/* ---- a small string-keyed hash map (open addressing, grows at 50%) ---- */
+
+struct smap_ent {
+    const char *k;                     /* not owned */
+    uint64_t h;
+    uint32_t tag;                      /* kind, so one map can hold several */
+    void *v;
+};
+
+struct smap {
+    struct smap_ent *e;
+    uint32_t cap, n;
+};
+
+static inline uint64_t smap_hash(uint32_t tag, const char *k)
+{
+    return str_hash(str_cstr(k)) ^ ((uint64_t)tag * 0x9e3779b97f4a7c15ull);
+}
+
+static inline void smap_init(struct smap *m, uint32_t hint)
+{
+    uint32_t cap = 16;
+    while (cap < hint * 2)
+        cap <<= 1;
+    m->e = calloc(cap, sizeof(*m->e));
+    if (!m->e)
+        abort();
+    m->cap = cap;
+    m->n = 0;
+}
+
+static inline void smap_free(struct smap *m)
+{
+    free(m->e);
+    memset(m, 0, sizeof(*m));
+}
+
+static inline struct smap_ent *smap_slot(const struct smap *m, uint32_t tag, const char *k, uint64_t h)
+{
+    for (uint32_t i = (uint32_t)h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        struct smap_ent *e = &m->e[i];
+        if (!e->k || (e->h == h && e->tag == tag && !strcmp(e->k, k)))
+            return e;
+    }
+}
+
+static inline void *smap_get(const struct smap *m, uint32_t tag, const char *k)
+{
+    if (!m->cap)
+        return NULL;
+    return smap_slot(m, tag, k, smap_hash(tag, k))->v;
+}
+
+/* sets k -> v; returns the previous value (NULL if new) */
+static inline void *smap_set(struct smap *m, uint32_t tag, const char *k, void *v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        struct smap old = *m;
+        smap_init(m, old.cap);
+        for (uint32_t i = 0; i < old.cap; i++)
+            if (old.e[i].k) {
+                *smap_slot(m, old.e[i].tag, old.e[i].k, old.e[i].h) = old.e[i];
+                m->n++;
+            }
+        free(old.e);
+    }
+    uint64_t h = smap_hash(tag, k);
+    struct smap_ent *e = smap_slot(m, tag, k, h);
+    void *prev = e->v;
+    if (!e->k) {
+        m->n++;
+        *e = (struct smap_ent){ k, h, tag, v };
+    } else {
+        e->v = v;
+    }
+    return prev;
+}
+
+
+struct src_file {
+    char *path;
+    char *text;
+    size_t len;
+};
+
+
+struct chain {                         /* EndpointSlices of one Service */
+    struct k8s_obj *o;
+    struct chain *next;
+};
+
+struct seg {                           /* one YAML document of one file */
+    const char *file;
+    const char *text;
+    size_t len;
+    unsigned line0;                    /* lines before it in its file */
+    uint64_t hash;
+    uint32_t first, n;                 /* its objects: objs.v[first .. first+n) */
+    bool cached;                       /* objects reused from prev (not decoded now) */
+    bool cacheable;                    /* decoded now without any diagnostic */
+    char *key;
+};
+
+struct route_rec {
+    struct snap_route *act;
+    int be;                            /* backend index or -1 */
+};
+
+struct build {
+    struct snap *s;
+    struct arena *a;                   /* the snapshot's */
+    struct arena *tmp;                 /* scratch, freed after the build */
+    struct cfg_errs *errs;
+    const struct snap *prev;
+    struct k8s_objs live;              /* what the snapshot is built from (refs) */
+    struct k8s_obj *pc;
+    struct smap by_kind;               /* (kind, key) -> live obj */
+    struct smap seen;                  /* (kind, key) -> first decoded obj (reference checks) */
+    struct smap slices;                /* "ns/service" -> struct chain */
+    struct snap_quarantine *q;
+    uint32_t nq, capq;
+    /* backends under construction */
+    struct snap_backend *bes;
+    struct np_backend_in *npin;
+    uint32_t nbes, capbes;
+    struct smap be_idx;                /* name -> (index + 1) */
+    struct route_spec *specs;
+    struct route_rec *recs;
+    uint32_t nspecs, capspecs;
+    struct route_rec defrec;
+    struct snap_endpoint *eps;         /* scratch vector for one backend */
+    uint32_t neps, capeps;
+    bool any_tls_listener;
+    struct src_file *files;
+    size_t nfiles;
+    struct seg *segs;
+    uint32_t nsegs, capsegs;
+    struct smap prev_be;               /* prev backends by name (health entry reuse) */
+    bool dry;                          /* reference checks only count problems */
+    uint32_t dry_hits;
+};
+
+/* snap_build.c */
+struct k8s_obj *snap__find(struct build *b, enum k8s_kind k, const char *key);
+void snap__check_ingress(struct build *b, struct k8s_obj *o);
+void snap__check_service(struct build *b, struct k8s_obj *o);
+void snap__check_proxycfg(struct build *b, struct k8s_obj *o);
+/* builds the snapshot from b->live (after quarantine); never NULL */
+struct snap *snap__build(struct build *b, const char *path);
+
+#endif
