@@ -209,6 +209,38 @@ def post_reload_answers_with_the_new_generation():
 
 
 @test
+def concurrent_reload_requests_coalesce_and_none_is_lost():
+    import threading
+    pods()
+    p = Proxy(conf("svc-a"))
+    g0 = generation(p)
+    results = []
+
+    def post():
+        st, _, body = p.admin("/reload", method="POST", body=b"", timeout=10)
+        results.append((st, json.loads(body)["generation"] if st == 200 else None))
+
+    ts = [threading.Thread(target=post) for _ in range(20)]
+    for i, t in enumerate(ts):
+        t.start()
+        if i == 10:
+            # the file changes in the middle of the burst: the last answers must see it
+            p.write_config(conf("svc-b"))
+            p.send_signal(signal.SIGHUP)
+    for t in ts:
+        t.join(15)
+    check(len(results) == 20 and all(st == 200 for st, _ in results),
+          "every POST /reload answered 200: %r" % results)
+    g1 = generation(p)
+    # (exact coalescing is unit-tested in test_rld.c; here: never more builds than requests)
+    check(1 <= g1 - g0 <= 22, "%d generations for 20 POSTs + 1 SIGHUP + 1 write" % (g1 - g0))
+    check(pod_for(p) == "pod-b", "the last file content applied")
+    st, _, body = p.admin("/reload", method="POST", body=b"")
+    check(st == 200 and json.loads(body)["generation"] == g1 + 1,
+          "a request after the burst makes exactly one more generation")
+
+
+@test
 def invalid_yaml_changes_nothing_and_is_reported():
     pods()
     p = Proxy(conf("svc-a"))
