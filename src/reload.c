@@ -133,7 +133,7 @@ static struct {
     char path[PATH_MAX];
     pthread_t thr;
     struct event_base *base;
-    struct event *ev_hup, *ev_done, *ev_ino, *ev_debounce;
+    struct event *ev_hup, *ev_done, *ev_ino, *ev_debounce, *ev_rewatch;
 
     /* the watch: M only */
     int ino_fd;
@@ -657,6 +657,22 @@ static void rld_watch_resolve(void)
     }
 }
 
+/* the watched directory vanished: try again every second; reload once it is back */
+static void rld_on_rewatch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    rld_watch_resolve();
+    if (rld.nrules > 0) {
+        log_info("watching %s again", rld.path);
+        rld_request("watch restored");   /* it may have changed while unwatched */
+        return;
+    }
+    struct timeval tv = { 1, 0 };
+    evtimer_add(rld.ev_rewatch, &tv);
+}
+
 static void rld_on_debounce(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -667,6 +683,10 @@ static void rld_on_debounce(evutil_socket_t fd, short what, void *arg)
     char real[PATH_MAX];
     if (!realpath(rld.path, real) || strcmp(real, rld.real) != 0 || rld.nrules == 0)
         rld_watch_resolve();
+    if (rld.nrules == 0 && !evtimer_pending(rld.ev_rewatch, NULL)) {
+        struct timeval tv = { 1, 0 };
+        evtimer_add(rld.ev_rewatch, &tv);
+    }
     rld_request("file change");
 }
 
@@ -750,7 +770,8 @@ static int rld_watch_start(void)
     rld_watch_resolve();
     rld.ev_ino = event_new(rld.base, rld.ino_fd, EV_READ | EV_PERSIST, rld_on_inotify, NULL);
     rld.ev_debounce = evtimer_new(rld.base, rld_on_debounce, NULL);
-    if (!rld.ev_ino || !rld.ev_debounce || event_add(rld.ev_ino, NULL) < 0)
+    rld.ev_rewatch = evtimer_new(rld.base, rld_on_rewatch, NULL);
+    if (!rld.ev_ino || !rld.ev_debounce || !rld.ev_rewatch || event_add(rld.ev_ino, NULL) < 0)
         return -1;
     return 0;
 }
@@ -828,7 +849,8 @@ void rld_stop(void)
     if (was)
         pthread_join(rld.thr, NULL);
 
-    struct event **evs[] = { &rld.ev_hup, &rld.ev_done, &rld.ev_ino, &rld.ev_debounce };
+    struct event **evs[] = { &rld.ev_hup, &rld.ev_done, &rld.ev_ino, &rld.ev_debounce,
+                             &rld.ev_rewatch };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (*evs[i]) {
             event_free(*evs[i]);

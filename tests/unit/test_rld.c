@@ -388,3 +388,29 @@ Test(rld, symlink_to_a_file_elsewhere_sees_in_place_writes_of_the_target)
     cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
     stop();
 }
+
+Test(rld, a_removed_and_recreated_directory_is_watched_again)
+{
+    char d[512], p[600];
+    mk_tmpdir();
+    snprintf(d, sizeof(d), "%s/conf.d", tmpdir);
+    cr_assert_eq(mkdir(d, 0755), 0);
+    snprintf(p, sizeof(p), "%s/a.yaml", d);
+    write_file(p, "a: 1\n");
+    start(d);
+    usleep(50 * 1000);
+    cr_assert_eq(unlink(p), 0);
+    cr_assert_eq(rmdir(d), 0);
+    cr_assert_neq(wait_loads(1, 1000), -1, "the removal is a change");
+    usleep(400 * 1000);   /* long enough for every event of the removal to be handled */
+    int n = atomic_load(&loads);
+    cr_assert_eq(mkdir(d, 0755), 0);
+    write_file(p, "a: 2\n");
+    cr_assert_neq(wait_loads(n + 1, 3000), -1, "watched again after it came back");
+    /* and edits are seen as usual from then on */
+    usleep(100 * 1000);
+    n = atomic_load(&loads);
+    write_file(p, "a: 3\n");
+    cr_assert_neq(wait_loads(n + 1, 1000), -1);
+    stop();
+}
