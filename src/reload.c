@@ -564,8 +564,10 @@ static void rld_on_hup(evutil_socket_t sig, short what, void *arg)
 
 /* ---- the file watch (M) ---- */
 
+/* IN_ATTRIB: `touch FILE` (utimensat alone) is the operator's "reload now" */
 #define RLD_IN_FILE_MASK                                                                 \
-    (IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF)
+    (IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_ATTRIB | IN_DELETE_SELF |  \
+     IN_MOVE_SELF)
 #define RLD_IN_DIR_MASK (RLD_IN_FILE_MASK | IN_DELETE | IN_MOVED_FROM)
 
 static bool rld_is_yaml(const char *name)

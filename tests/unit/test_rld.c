@@ -414,3 +414,17 @@ Test(rld, a_removed_and_recreated_directory_is_watched_again)
     cr_assert_neq(wait_loads(n + 1, 1000), -1);
     stop();
 }
+
+Test(rld, touch_reloads)
+{
+    char p[512];
+    mk_tmpdir();
+    snprintf(p, sizeof(p), "%s/ingressd.yaml", tmpdir);
+    write_file(p, "a: 1\n");
+    start(p);
+    usleep(50 * 1000);
+    cr_assert_eq(utimensat(AT_FDCWD, p, NULL, 0), 0);
+    long ms = wait_loads(1, 1000);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
+    stop();
+}
