@@ -150,6 +150,28 @@ def configmap_data_swap_reloads_quickly():
 
 
 @test
+def configmap_volume_as_directory():
+    """-c names a ConfigMap volume: DIR/*.yaml are symlinks into ..data/, swapped by rename."""
+    pods()
+    d = tempfile.mkdtemp(prefix="ingressd-cmdir-")
+    try:
+        configmap_publish(d, 1, conf("svc-a"))
+        os.symlink("..data/ingressd.yaml", os.path.join(d, "ingressd.yaml"))
+        p = Proxy(conf("svc-a"), args=["-c", d])
+        check(pod_for(p) == "pod-a", "starts on pod-a")
+        g0 = generation(p)
+        t0 = time.monotonic()
+        configmap_publish(d, 2, conf("svc-b"))
+        ms = time_to_generation(p, g0, t0)
+        check(pod_for(p) == "pod-b", "route follows the ..data swap")
+        time.sleep(0.3)
+        check(generation(p) == g0 + 1, "one reload per update (%d)" % (generation(p) - g0))
+        assert_quick("ConfigMap directory", [ms])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
 def directory_of_yaml_reloads_quickly():
     pods()
     d = tempfile.mkdtemp(prefix="ingressd-dir-")
