@@ -132,6 +132,7 @@ static struct {
     /* set at start, then read-only (L reads path) */
     char path[PATH_MAX];
     pthread_t thr;
+    bool thr_started;                  /* M only: whether rld_stop joins thr */
     struct event_base *base;
     struct event *ev_hup, *ev_done, *ev_ino, *ev_debounce, *ev_rewatch;
 
@@ -832,6 +833,7 @@ int rld_start(struct event_base *base, const char *path, struct snap *initial)
         pthread_mutex_unlock(&rld.mu);
         return -1;
     }
+    rld.thr_started = true;
     log_info("reload: watching %s%s (SIGHUP, POST /reload)", path,
              rld.dir_mode ? " (directory of *.yaml)" : "");
     return 0;
@@ -841,15 +843,15 @@ int rld_start(struct event_base *base, const char *path, struct snap *initial)
 void rld_stop(void)
 {
     pthread_mutex_lock(&rld.mu);
-    bool was = rld.running;
     rld.running = false;
     rld.stop = true;
     pthread_cond_signal(&rld.cv_work);
     /* synchronous waiters see done == false and time out; wake them now */
     pthread_cond_broadcast(&rld.cv_done);
     pthread_mutex_unlock(&rld.mu);
-    if (was)
+    if (rld.thr_started)
         pthread_join(rld.thr, NULL);
+    rld.thr_started = false;
 
     struct event **evs[] = { &rld.ev_hup, &rld.ev_done, &rld.ev_ino, &rld.ev_debounce,
                              &rld.ev_rewatch };
