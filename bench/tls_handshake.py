@@ -48,12 +48,7 @@ def worker(host, port, deadline, wfd):
                 with ctx.wrap_socket(raw, server_hostname=host) as s:
                     version = version or s.version()
                     s.sendall(req)
-                    buf = b""
-                    while True:
-                        d = s.recv(65536)
-                        if not d:
-                            break
-                        buf += d
+                    buf = b"".join(iter(lambda: s.recv(65536), b""))  # to the close
             if not buf.startswith(b"HTTP/1.1 2"):
                 non2xx += 1
             lat.append(time.monotonic() - t0)
