@@ -5,14 +5,11 @@ not name, 308 from the plain listener, X-Forwarded-Proto, HSTS (issue 6).
 
 Certificates are made by the openssl CLI in a temp dir. Ports 25000-25099.
 """
-import atexit
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 
 from lib import *
+from tlsutil import cert_path, mkcert
+import tlsutil
 
 BASE = 25000
 HTTPS = "127.0.0.1:%d" % BASE
@@ -21,33 +18,9 @@ ADMIN = "127.0.0.1:%d" % (BASE + 2)
 POD = "127.0.0.2:%d" % (BASE + 10)
 PORT = BASE
 
-CERTS = tempfile.mkdtemp(prefix="ingressd-tls-")
-atexit.register(shutil.rmtree, CERTS, True)
-
-
-def mkcert(name, cn, sans):
-    """Self-signed EC P-256 certificate NAME.crt/NAME.key; returns (crt pem, key pem)."""
-    crt, key = os.path.join(CERTS, name + ".crt"), os.path.join(CERTS, name + ".key")
-    if not os.path.exists(crt):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
-                        "-days", "30", "-subj", "/CN=" + cn,
-                        "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans)],
-                       check=True, capture_output=True, timeout=30)
-    return open(crt).read(), open(key).read()
-
-
-def path(name):
-    return os.path.join(CERTS, name)
-
-
-def served_cn(sni, addr=HTTPS, extra=()):
-    """The subject CN the proxy presents for SNI (None: send no SNI)."""
-    args = ["openssl", "s_client", "-connect", addr] + list(extra)
-    args += ["-servername", sni] if sni else ["-noservername"]
-    r = subprocess.run(args, input=b"", capture_output=True, timeout=10)
-    m = re.search(rb"^subject=.*?CN ?= ?([^,\n/]+)", r.stdout, re.M)
-    return m.group(1).decode().strip() if m else None
+def served_cn(sni):
+    """The subject CN the TLS listener presents for SNI (None: send no SNI)."""
+    return tlsutil.served_cn(HTTPS, sni)
 
 
 def config(extra_spec=None, extra=""):
@@ -82,7 +55,7 @@ def https(host, urlpath="/", cacert=None, hdrs=(), extra=()):
     """curl --resolve HOST to the TLS listener, verifying against CACERT (or -k)."""
     args = ["--resolve", "%s:%d:127.0.0.1" % (host, PORT), "-o", "-", "-D", "-",
             "-w", "\\nstatus=%{http_code}\\n"]
-    args += ["--cacert", path(cacert)] if cacert else ["-k"]
+    args += ["--cacert", cert_path(cacert)] if cacert else ["-k"]
     for h in hdrs:
         args += ["-H", h]
     return curl(*(args + list(extra) + ["https://%s:%d%s" % (host, PORT, urlpath)]))

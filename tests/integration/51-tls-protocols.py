@@ -4,42 +4,22 @@
 from ProxyConfig, ALPN http/1.1, the self-signed default certificate when no
 defaultCertificate is set (stable across reloads). Ports 25100-25199.
 """
-import atexit
-import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 
 from lib import *
+from tlsutil import mkcert
+import tlsutil
 
 BASE = 25100
 HTTPS = "127.0.0.1:%d" % BASE
 ADMIN = "127.0.0.1:%d" % (BASE + 2)
 POD = "127.0.0.3:%d" % (BASE + 10)
 
-CERTS = tempfile.mkdtemp(prefix="ingressd-tls-")
-atexit.register(shutil.rmtree, CERTS, True)
-
-
-def mkcert(name, cn, sans):
-    crt, key = os.path.join(CERTS, name + ".crt"), os.path.join(CERTS, name + ".key")
-    if not os.path.exists(crt):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
-                        "-days", "30", "-subj", "/CN=" + cn,
-                        "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans)],
-                       check=True, capture_output=True, timeout=30)
-    return open(crt).read(), open(key).read()
-
-
 def s_client(*args, sni="a.example.com"):
     """openssl s_client against the TLS listener: its stdout+stderr as text."""
-    cmd = ["openssl", "s_client", "-connect", HTTPS] + list(args)
-    cmd += ["-servername", sni] if sni else ["-noservername"]
-    r = subprocess.run(cmd, input=b"", capture_output=True, timeout=10)
-    return (r.stdout + r.stderr).decode(errors="replace")
+    return tlsutil.s_client(HTTPS, *args, sni=sni)
 
 
 def negotiated(out):

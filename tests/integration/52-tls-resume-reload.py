@@ -5,38 +5,20 @@ reload), a certificate changed by SIGHUP without dropping an established TLS
 connection, a broken Secret on reload keeps the last good certificate serving.
 Ports 25200-25299.
 """
-import atexit
 import json
-import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 from http.client import HTTPConnection
 
 from lib import *
+from tlsutil import cert_path, mkcert, s_client
 
 BASE = 25200
 HTTPS = "127.0.0.1:%d" % BASE
 ADMIN = "127.0.0.1:%d" % (BASE + 2)
 POD = "127.0.0.4:%d" % (BASE + 10)
-
-CERTS = tempfile.mkdtemp(prefix="ingressd-tls-")
-atexit.register(shutil.rmtree, CERTS, True)
-
-
-def mkcert(name, cn, sans):
-    crt, key = os.path.join(CERTS, name + ".crt"), os.path.join(CERTS, name + ".key")
-    if not os.path.exists(crt):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
-                        "-days", "30", "-subj", "/CN=" + cn,
-                        "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans)],
-                       check=True, capture_output=True, timeout=30)
-    return open(crt).read(), open(key).read()
-
 
 def config(cert="a1", key=None, extra=""):
     crt, k = mkcert(cert, "a.example.com", ["a.example.com"])
@@ -64,17 +46,15 @@ def reload_and_wait(p, text):
 
 def s_client_session(version, sess_out=None, sess_in=None):
     """One connection that sends a request (so TLS 1.3 tickets arrive); 'New' or 'Reused'."""
-    cmd = ["openssl", "s_client", "-connect", HTTPS, "-servername", "a.example.com", version,
-           "-ign_eof"]
+    args = [version, "-ign_eof"]
     if sess_out:
-        cmd += ["-sess_out", sess_out]
+        args += ["-sess_out", sess_out]
     if sess_in:
-        cmd += ["-sess_in", sess_in]
-    r = subprocess.run(cmd, input=b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n",
-                       capture_output=True, timeout=10)
-    out = r.stdout.decode(errors="replace")
+        args += ["-sess_in", sess_in]
+    out = s_client(HTTPS, *args, sni="a.example.com",
+                   data=b"GET / HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n")
     m = re.search(r"^(New|Reused), TLSv", out, re.M)
-    check(m, "handshake completed: %s" % (out + r.stderr.decode(errors="replace"))[-500:])
+    check(m, "handshake completed: %s" % out[-500:])
     check("HTTP/1.1 200" in out, "request answered: %s" % out[-300:])
     return m.group(1)
 
@@ -86,7 +66,7 @@ def fingerprint_of(der):
 
 
 def file_fingerprint(name):
-    r = subprocess.run(["openssl", "x509", "-in", os.path.join(CERTS, name + ".crt"), "-noout",
+    r = subprocess.run(["openssl", "x509", "-in", cert_path(name + ".crt"), "-noout",
                         "-fingerprint", "-sha256"], capture_output=True, timeout=10)
     return r.stdout.decode().strip()
 
@@ -116,11 +96,11 @@ def resumption_with_tickets():
     Pod(POD, "web")
     p = Proxy(config())
     for ver in ("-tls1_3", "-tls1_2"):
-        sess = os.path.join(CERTS, "sess" + ver)
+        sess = cert_path("sess" + ver)
         check(s_client_session(ver, sess_out=sess) == "New", "first handshake is full")
         check(s_client_session(ver, sess_in=sess) == "Reused", "%s resumes with the ticket" % ver)
     # a reload builds new contexts; ticket keys are process-wide, so resumption survives
-    sess = os.path.join(CERTS, "sess-reload")
+    sess = cert_path("sess-reload")
     check(s_client_session("-tls1_3", sess_out=sess) == "New", "full handshake")
     reload_and_wait(p, config(extra=ingress("b", [("b.example.com", "/", "Prefix", "web", 80)])))
     check(s_client_session("-tls1_3", sess_in=sess) == "Reused", "resumed after a reload")

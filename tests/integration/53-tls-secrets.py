@@ -5,38 +5,22 @@ does not match, an expired or unparsable certificate, naming the Secret;
 stringData works like data; spec.defaultCertificate picks the fallback.
 Ports 25300-25399.
 """
-import atexit
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 
 from lib import *
+from tlsutil import cert_path, mkcert
+import tlsutil
 
 BASE = 25300
 HTTPS = "127.0.0.1:%d" % BASE
 POD = "127.0.0.5:%d" % (BASE + 10)
 
-CERTS = tempfile.mkdtemp(prefix="ingressd-tls-")
-atexit.register(shutil.rmtree, CERTS, True)
-
-
-def mkcert(name, cn, sans):
-    crt, key = os.path.join(CERTS, name + ".crt"), os.path.join(CERTS, name + ".key")
-    if not os.path.exists(crt):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
-                        "-days", "30", "-subj", "/CN=" + cn,
-                        "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans)],
-                       check=True, capture_output=True, timeout=30)
-    return open(crt).read(), open(key).read()
-
-
 def mkcert_dated(name, cn, start, end):
     """A certificate valid from START to END (YYYYMMDDHHMMSSZ): `openssl ca` can backdate,
     `openssl req -x509` cannot on OpenSSL 3.0."""
-    d = os.path.join(CERTS, "ca-" + name)
+    d = cert_path("ca-" + name)
     os.makedirs(d, exist_ok=True)
     open(os.path.join(d, "index.txt"), "w").close()
     with open(os.path.join(d, "serial"), "w") as f:
@@ -69,11 +53,7 @@ def config(secrets, default=None):
 
 
 def served_cn(sni):
-    args = ["openssl", "s_client", "-connect", HTTPS]
-    args += ["-servername", sni] if sni else ["-noservername"]
-    r = subprocess.run(args, input=b"", capture_output=True, timeout=10)
-    m = re.search(rb"^subject=.*?CN ?= ?([^,\n/]+)", r.stdout, re.M)
-    return m.group(1).decode().strip() if m else None
+    return tlsutil.served_cn(HTTPS, sni)
 
 
 @test

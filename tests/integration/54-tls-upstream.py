@@ -5,26 +5,20 @@ over TLS; with a CA from a Secret (ingressd/upstream-ca-secret or ingress-nginx'
 proxy-ssl-secret) the pod's certificate is verified, and a pod whose certificate
 that CA did not sign is not used (502). Ports 25400-25499.
 """
-import atexit
 import base64
 import os
-import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from lib import *
+from tlsutil import CERTS
 
 BASE = 25400
 LISTEN = "127.0.0.1:%d" % BASE
 POD = "127.0.0.6:%d" % (BASE + 10)
-
-CERTS = tempfile.mkdtemp(prefix="ingressd-tls-")
-atexit.register(shutil.rmtree, CERTS, True)
-
 
 def sh(*args):
     subprocess.run(list(args), cwd=CERTS, check=True, capture_output=True, timeout=30)
