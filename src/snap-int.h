@@ -184,6 +184,14 @@ struct snap_epset {
 
 void snap__epset_put(struct snap_epset *e);
 
+/*
+ * A document that decoded without any diagnostic, remembered by the hash of
+ * its bytes: the next load reuses its objects when the same bytes come again
+ * (same file) instead of parsing them, so an EndpointSlice-only change
+ * re-parses only the slices that changed. Positions inside reused objects
+ * are those of decode time (line_shift maps them); a reused object that
+ * needs a diagnostic is re-decoded from the current text first.
+ */
 struct snap_doc {
     char *key;                         /* "HASH/LEN/FILE" (malloc) */
     struct k8s_obj **objs;             /* refs */

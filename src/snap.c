@@ -29,8 +29,12 @@
  *
  * Reloads mostly change a few documents (pods come and go): each document's
  * bytes are hashed, and a document identical to one of the previous load
- * reuses its decoded objects without being parsed again (struct snap_doc),
- * which is what makes an EndpointSlice-only change cheap.
+ * reuses its decoded objects without being parsed again (struct snap_doc);
+ * the documents that must be decoded are split between this thread and one
+ * helper when there are many. A Service port whose inputs are the very same
+ * objects keeps its endpoint set (struct snap_epset, shared between
+ * snapshots with its health refs), which is what makes an
+ * EndpointSlice-only change cost a fraction of a full build.
  *
  * This file does reading, decoding, duplicates, quarantine and document
  * reuse; snap_build.c does references, resolution and the snapshot itself.
@@ -64,14 +68,7 @@
 
 /* ---- the object set a snapshot keeps (refs + index for the next load) ---- */
 
-/*
- * A document that decoded without any diagnostic, remembered by the hash of
- * its bytes: the next load reuses its objects when the same bytes come again
- * instead of parsing them (an EndpointSlice-only change re-parses only the
- * slices that changed). Positions inside a reused object may be stale if
- * earlier documents grew or shrank; a reused object that needs a diagnostic
- * is re-decoded from the current text first, so messages stay exact.
- */
+/* the last ref of a snapshot's object set: objects, endpoint sets, documents */
 static void objset_free(struct snap_objset *os)
 {
     if (!os)
