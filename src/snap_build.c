@@ -15,8 +15,10 @@
  *   contents           settings, backends (+ hash rings), routes
  *                      (route_build), NetworkPolicy table, TLS store
  *
- * Everything derived lives in the snapshot arena; names and paths point into
- * the refcounted objects the snapshot keeps. Lookups are hash maps, so the
+ * Everything derived lives in the snapshot arena, except the endpoint sets
+ * (struct snap_epset: one block per Service port, refcounted, shared with the
+ * previous snapshot when their inputs did not change); names and paths point
+ * into the refcounted objects the snapshot keeps. Lookups are hash maps, so the
  * build is linear in objects + paths + endpoints. Loader thread.
  */
 #include <openssl/ssl.h>
