@@ -537,3 +537,52 @@ Test(snap, reused_objects_report_shifted_lines)
     free(text), free(a), free(b2);
     cfg_errs_free(&errs);
 }
+
+/* more than SNAP_PARALLEL_BYTES of documents: decoded on two threads, merged in order */
+Test(snap, large_configuration_decodes_in_document_order)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    len += (size_t)snprintf(text + len, cap - len, "%s", PC);
+    for (int i = 0; i < 400; i++) {
+        len += (size_t)snprintf(text + len, cap - len,
+                                "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d}\n"
+                                "spec: {ports: [{name: http, port: 80, targetPort: %s}]}\n"
+                                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                                "metadata: {name: s%d-1, labels: {kubernetes.io/service-name: s%d}}\n"
+                                "addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n",
+                                i, i == 123 ? "Bad_Name" : "8080", i, i);
+        for (int e = 0; e < 10; e++)
+            len += (size_t)snprintf(text + len, cap - len,
+                                    "- addresses: [10.%d.%d.%d]\n  conditions: {ready: true}\n",
+                                    i / 250, i % 250, e + 1);
+        len += (size_t)snprintf(text + len, cap - len,
+                                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+                                "metadata: {name: i%d}\nspec:\n  rules:\n  - host: h%d.example.com\n"
+                                "    http:\n      paths:\n      - path: /%s\n        pathType: %s\n"
+                                "        backend: {service: {name: s%d, port: {number: 80}}}\n",
+                                i, i, i == 350 ? "x" : "", i == 350 ? "Bogus" : "Prefix", i);
+    }
+    cr_assert(len > 300 * 1024 && len < cap);
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 2);
+    cr_assert_not_null(strstr(errs.v[0].obj, "Service default/s123"), "%s", errs.v[0].obj);
+    cr_assert_not_null(strstr(errs.v[1].obj, "Ingress default/i350"), "%s", errs.v[1].obj);
+    cr_assert(errs.v[0].line < errs.v[1].line);
+    cr_assert_eq(s->ningresses, 399);
+    cr_assert_eq(s->nservices, 399);
+    cr_assert_eq(s->nendpoints, 4000);
+    cr_assert_eq(snap_find_backend(s, "default/s7:80")->neps, 10);
+    /* and the reload of the same text reuses every document */
+    struct snap *s2 = load_text(text, s, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(s2->ningresses, 399);
+    snap_release(s);
+    snap_release(s2);
+    free(text);
+    cfg_errs_free(&errs);
+}
