@@ -631,7 +631,8 @@ static void hc_reconcile(struct hc_wants *ws)
         p->ev_timer = evtimer_new(hc_base, hc_on_timer, p);
         p->ev_timeout = evtimer_new(hc_base, hc_on_timeout, p);
         p->seen = true;
-        /* first check soon, spread over up to 1 s (or the interval) */
+        /* first check at once, spread over a tenth of the interval (<= 100 ms)
+         * so a big Service does not probe all its pods in the same instant */
         uint32_t spread = p->w.conf.interval_ms < 1000 ? p->w.conf.interval_ms : 1000;
         uint64_t ms = spread ? hc_rand() % (spread / 10 + 1) : 0;
         struct timeval tv = { 0, (suseconds_t)(ms * 1000) };
