@@ -399,6 +399,34 @@ Test(lb, hash_falls_to_the_next_endpoint_on_the_ring_and_back)
     arena_free(a);
 }
 
+Test(lb, hash_without_its_key_hashes_the_client_ip)
+{
+    struct arena *a = arena_new(0);
+    struct snap_backend *byhdr = mk_backend(a, "default/h:80", 8, NULL);
+    struct snap_backend *byip = mk_backend(a, "default/h:80", 8, NULL);
+    byhdr->algo = byip->algo = LB_HASH;
+    byhdr->hash_by = LB_HASH_HEADER;
+    byhdr->hash_key = "X-User";
+    byip->hash_by = LB_HASH_REMOTE_ADDR;
+    byhdr->ring = lb_ring_build(a, byhdr);
+    byip->ring = lb_ring_build(a, byip);
+    struct hdrs none = { 0 };
+    for (int i = 0; i < 100; i++) {
+        char ip[32];
+        snprintf(ip, sizeof(ip), "172.16.%d.%d", i / 50, i % 50 + 1);
+        struct sockaddr_in c = mk_client(ip, (uint16_t)(1000 + i));
+        struct lb_req r1 = { .client = (struct sockaddr *)&c, .get_header = get_hdr, .ctx = &none };
+        struct lb_req r2 = { .client = (struct sockaddr *)&c };
+        const struct snap_endpoint *e1 = lb_pick(byhdr, &r1, 0), *e2 = lb_pick(byip, &r2, 0);
+        cr_assert_str_eq(e1->addr, e2->addr);
+        lb_done(byhdr, e1, LB_OK, 1);
+        lb_done(byip, e2, LB_OK, 1);
+    }
+    put_backend(byhdr);
+    put_backend(byip);
+    arena_free(a);
+}
+
 /* ---- session affinity ---- */
 
 struct aff_arg {
