@@ -329,8 +329,12 @@ bool hc_report_failure(struct hc_ep *ep, const struct snap_outlier_conf *oc,
     atomic_store_explicit(&ep->probation, 1, memory_order_relaxed);
     /* an early return needs healthy_threshold passes counted from now */
     atomic_store_explicit(&ep->check_ok_streak, 0, memory_order_relaxed);
-    log_warn("hc: %s ejected for %llu ms (%u consecutive failures, ejection #%u)", ep->key,
-             (unsigned long long)dur, streak, n + 1);
+    if (probation)
+        log_warn("hc: %s ejected for %llu ms (failed again after its last ejection, ejection #%u)",
+                 ep->key, (unsigned long long)dur, n + 1);
+    else
+        log_warn("hc: %s ejected for %llu ms (%u consecutive failures, ejection #%u)", ep->key,
+                 (unsigned long long)dur, streak, n + 1);
     return true;
 }
 

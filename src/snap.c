@@ -75,6 +75,7 @@ struct snap_doc {
     char *key;                         /* "HASH/LEN/FILE" (malloc) */
     struct k8s_obj **objs;             /* refs */
     uint32_t nobjs;
+    unsigned line0;                    /* where the document began when its objects were decoded */
 };
 
 struct snap_objset {
@@ -415,25 +416,39 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
 {
     bool ok = read_config(path, &b->files, &b->nfiles, b->errs) == 0;
     const struct snap_objset *pos = b->prev ? b->prev->objects : NULL;
+    struct smap used = { 0 };
     for (size_t f = 0; ok && f < b->nfiles; f++)
         split_docs(b->files[f].path, b->files[f].text, b->files[f].len, &b->segs, &b->nsegs,
                    &b->capsegs);
+    if (pos)
+        smap_init(&used, b->nsegs);
     for (uint32_t i = 0; ok && i < b->nsegs; i++) {
         struct seg *g = &b->segs[i];
         g->hash = seg_hash(g->text, g->len);
         if (asprintf(&g->key, "%016llx/%zu/%s", (unsigned long long)g->hash, g->len, g->file) < 0)
             abort();
         const struct snap_doc *doc = pos ? smap_get(&pos->docidx, 0, g->key) : NULL;
-        if (doc) {
+        /* a document written twice must not yield the same object twice */
+        if (doc && !smap_set(&used, 0, g->key, (void *)doc)) {
             g->first = objs->n;
             g->n = doc->nobjs;
             g->cached = true;
-            for (uint32_t j = 0; j < doc->nobjs; j++)
+            g->decoded_line0 = doc->line0;
+            /*
+             * Positions inside the reused objects are those of decode time;
+             * line_shift maps them to this file. Only the loader reads it
+             * (workers never look at positions), so setting it on a shared
+             * object is safe.
+             */
+            for (uint32_t j = 0; j < doc->nobjs; j++) {
+                doc->objs[j]->line_shift = (int32_t)g->line0 - (int32_t)doc->line0;
                 k8s_objs_push(objs, k8s_obj_ref(doc->objs[j]));
+            }
             continue;
         }
         ok = seg_decode(g, objs, b->errs);
     }
+    smap_free(&used);
     return ok;
 }
 
@@ -486,6 +501,15 @@ static struct k8s_obj *materialize(struct build *b, struct k8s_objs *objs, uint3
     return objs->v[i];
 }
 
+/*
+ * Reads path (file or directory), decodes, checks and builds a snapshot; see
+ * snap.h. prev (may be NULL) lends the last good version of objects that are
+ * now broken, its decoded documents and its health entries; it is only read,
+ * and the caller keeps its ref for the whole call. Returns NULL (and changes
+ * nothing) when the input cannot be read or is not valid YAML, when no
+ * ProxyConfig survives, or with opts->strict on any error. Diagnostics are
+ * appended to errs, sorted by position. Loader thread or main.
+ */
 struct snap *snap_load(const char *path, const struct snap *prev, const struct snap_load_opts *opts,
                        struct cfg_errs *errs)
 {
@@ -516,7 +540,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
             o = materialize(&b, &objs, i);
             k8s_obj_error(o, errs, o->pos, "%s is already defined at %s:%u:%u",
                           o->kind == K8S_PROXYCONFIG ? "a ProxyConfig" : "this object", first->file,
-                          first->pos.line, first->pos.col);
+                          (unsigned)((int32_t)first->pos.line + first->line_shift),
+                          first->pos.col);
             quarantine(&b, o, false);
             k8s_obj_put(o);
             objs.v[i] = NULL;
@@ -559,7 +584,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     struct k8s_obj **segobjs = malloc((objs.n ? objs.n : 1) * sizeof(*segobjs));
     if (!segobjs)
         abort();
-    memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
+    if (objs.n)
+        memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
 
     /* 3. quarantine: broken objects give way to their last good version, or drop out */
     for (uint32_t i = 0; i < objs.n; i++) {
@@ -625,6 +651,7 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
                 abort();
         }
         struct snap_doc *doc = &os->docs[os->ndocs++];
+        doc->line0 = g->cached ? g->decoded_line0 : g->line0;
         doc->key = g->key;
         g->key = NULL;
         doc->nobjs = g->n;
@@ -644,6 +671,11 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     return s;
 }
 
+/*
+ * Drops one ref; the last one puts every health entry, frees the upstream
+ * SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
+ * the arena. Any thread (workers drop the last ref of an old snapshot).
+ */
 void snap_release(struct snap *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
@@ -663,6 +695,7 @@ void snap_release(struct snap *s)
     free(s);
 }
 
+/* linear: for the admin listener and tests, never the request path */
 const struct snap_backend *snap_find_backend(const struct snap *s, const char *name)
 {
     for (uint32_t i = 0; s && i < s->nbackends; i++)
