@@ -5,12 +5,11 @@
  * round_robin: nginx's smooth weighted round robin with every weight equal
  *   (EndpointSlices carry no weights today) is exactly a rotation, so the
  *   whole state is one atomic cursor per backend (lb__cursor, kept outside the
- *   snapshot and shared by all workers). One fetch_add per pick: single
- *   threaded, 3N picks over 3 endpoints give exactly N each. When the cursor
- *   lands on an endpoint that cannot take the request, the pick goes to the
- *   (cursor mod m)-th of the m usable ones instead of simply the next, so the
- *   share of an ejected endpoint is spread over all others rather than given
- *   to its neighbour.
+ *   snapshot and shared by all workers). One fetch_add per pick, then the
+ *   (cursor mod m)-th of the m endpoints that can take the request: 3N picks
+ *   over 3 usable endpoints give exactly N each, also when others are not
+ *   ready, down or ejected (their share is not handed to a neighbour). Above
+ *   256 endpoints the scan is skipped: cursor mod n, next usable on a miss.
  *
  * least_conn: fewest requests in flight (hc_ep.active_conns, shared by all
  *   workers); the scan starts at a random endpoint so ties are broken at random
@@ -43,17 +42,20 @@ const struct snap_endpoint *lb__rr_from(const struct snap_backend *be, struct lb
                                         uint64_t c)
 {
     uint32_t n = be->neps;
-    const struct snap_endpoint *ep = &be->eps[c % n];
-    if (lb_ep_usable(ep, req))
-        return ep;
     if (n <= LB_SMALL) {
+        /* rotate over the usable ones (nginx also walks every peer per pick):
+         * the share stays exact when some endpoints are out */
         uint16_t ok[LB_SMALL];
         uint32_t m = 0;
         for (uint32_t i = 0; i < n; i++)
             if (lb_ep_usable(&be->eps[i], req))
                 ok[m++] = (uint16_t)i;
-        return m ? &be->eps[ok[(c / n) % m]] : NULL;
+        return m ? &be->eps[ok[c % m]] : NULL;
     }
+    /* large backends: O(1) when the slot is usable, else its share is spread */
+    const struct snap_endpoint *ep = &be->eps[c % n];
+    if (lb_ep_usable(ep, req))
+        return ep;
     for (uint32_t i = 1; i < n; i++) {
         ep = &be->eps[(c + i) % n];
         if (lb_ep_usable(ep, req))

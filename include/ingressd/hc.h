@@ -58,7 +58,7 @@ bool hc_report_failure(struct hc_ep *ep, const struct snap_outlier_conf *oc,
 
 /* the health checker thread: started once by main, then fed every new snapshot */
 int hc_start(void);
-void hc_apply(struct snap *s);          /* takes its own ref; reconciles probes */
+void hc_apply(struct snap *s);          /* copies what it needs (keeps no ref); reconciles probes */
 void hc_stop(void);
 
 /* ---- additions (lb/hc engineer) ---- */

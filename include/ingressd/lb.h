@@ -78,8 +78,9 @@ int lb_algo_parse(const char *s);      /* <0 if unknown */
 /* ---- additions (lb/hc engineer) ---- */
 
 /*
- * lb_ring_build(): call it for every backend with algo == LB_HASH *or*
- * affinity != LB_AFFINITY_NONE, after be->eps is final. Without a ring those
+ * lb_ring_build(): call it for every backend with algo == LB_HASH or
+ * affinity == LB_AFFINITY_CLIENT_IP, after be->eps is final (cookie affinity
+ * needs no ring: its cookie names the endpoint). Without a ring those
  * backends still work (rendezvous hashing, O(neps) per pick, same agreement
  * across replicas), the ring only makes it O(log n).
  */
