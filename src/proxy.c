@@ -178,6 +178,8 @@ static void req_put(struct wrk *w, struct px_req *r)
         w->req_free = r;
         w->nreq_free++;
     } else {
+        h1_msg_free(&r->req);
+        h1_msg_free(&r->resp);
         free(r->ushead);
         free(r->raw);
         free(r);
@@ -189,6 +191,8 @@ void px_free_all(struct wrk *w)
     struct px_req *r;
     while ((r = w->req_free)) {
         w->req_free = r->next_free;
+        h1_msg_free(&r->req);
+        h1_msg_free(&r->resp);
         free(r->ushead);
         free(r->raw);
         free(r);
