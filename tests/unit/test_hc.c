@@ -290,8 +290,8 @@ Test(hc, http_probe_marks_down_within_interval_times_threshold_and_up_again, .in
     atomic_store(&pod.mode, POD_HANG);
     long t = wait_state(ep, HC_DOWN, 2000);
     cr_log_info("hanging pod out of rotation after %ld ms (interval 100 ms x threshold 2)", t);
-    /* worst case threshold x interval + timeout (the last check must time out); slack for load */
-    cr_assert(t >= 0 && t <= 2 * 100 + 80 + 200, "down after %ld ms", t);
+    /* worst case interval + threshold x timeout (fast re-checks between states); slack for load */
+    cr_assert(t >= 0 && t <= 2 * 100 + 200, "down after %ld ms", t);
     cr_assert_not(hc_ep_is_usable(ep, hc_now_ms()));
     cr_assert_str_eq(hc_state_name(ep, hc_now_ms()), "down");
 
@@ -309,6 +309,12 @@ Test(hc, http_probe_marks_down_within_interval_times_threshold_and_up_again, .in
 
     atomic_store(&pod.mode, POD_503);
     cr_assert(wait_state(ep, HC_DOWN, 2000) >= 0, "status outside 200-399 fails");
+    /* steadily down: the plain interval again, no fast re-checks */
+    usleep(150 * 1000);
+    r0 = atomic_load(&pod.requests);
+    usleep(1000 * 1000);
+    probes = atomic_load(&pod.requests) - r0;
+    cr_assert(probes >= 8 && probes <= 12, "%u probes in 1 s while down", probes);
 
     hc_stop();
     pod_stop(&pod);
@@ -383,6 +389,8 @@ Test(hc, passing_checks_end_an_ejection_early, .init = quiet)
     uint16_t ports[] = { pod.port };
     fake_init(&f, ports, 1, "/healthz", 50);
     struct hc_ep *ep = f.eps[0].hc;
+    /* a steady UP endpoint (no fast re-checks) that requests keep failing */
+    atomic_store(&ep->active_state, HC_UP);
     struct snap_outlier_conf oc = { 1, 60000, 60000, 100 };
     cr_assert(hc_report_failure(ep, &oc, 1, 0));
     cr_assert(hc_ep_is_ejected(ep, hc_now_ms()));
