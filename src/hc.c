@@ -43,7 +43,7 @@
  * interval is shortened by a random 0-10% so replicas do not probe in lockstep
  * and an endpoint is never checked later than its interval. A probe still in
  * flight when the next is due counts as a timeout. While an endpoint is between
- * states (a failure while up, a pass while down) the next check runs at once
+ * states (a failure while not down, a pass while down) the next check runs at once
  * (HAProxy's fastinter): a hung pod is out after about interval + threshold x
  * timeout, within interval x threshold whenever timeout <= interval / 2 at
  * threshold 2 (or interval x (threshold-1)/threshold in general).
@@ -436,7 +436,9 @@ static void hc_probe_result(struct hc_probe *p, bool ok, const char *why)
     if (ok) {
         atomic_store_explicit(&ep->check_fail_streak, 0, memory_order_relaxed);
         uint32_t s = atomic_fetch_add_explicit(&ep->check_ok_streak, 1, memory_order_relaxed) + 1;
-        transition = state != HC_UP && s < c->healthy_threshold;
+        /* only a down endpoint coming back: an unknown one already serves, and
+         * a healthy pod must see the plain (jittered) interval from its first check */
+        transition = state == HC_DOWN && s < c->healthy_threshold;
         if (s >= c->healthy_threshold) {
             int prev = atomic_exchange_explicit(&ep->active_state, HC_UP, memory_order_relaxed);
             if (prev == HC_DOWN)
