@@ -229,12 +229,16 @@ void hc_ewma_update(struct hc_ep *ep, uint64_t sample_us, uint64_t now_ms)
         sample_us = 1; /* 0 means "no sample" */
     uint64_t cur = atomic_load_explicit(&ep->ewma_us, memory_order_relaxed);
     uint64_t stamp = atomic_load_explicit(&ep->ewma_stamp_ms, memory_order_relaxed);
+    uint32_t n = atomic_fetch_add_explicit(&ep->ewma_samples, 1, memory_order_relaxed);
     uint64_t next;
-    if (cur == 0 || sample_us >= cur) {
-        next = sample_us; /* first sample, or peak: react to a slowdown at once */
+    if (cur == 0 || n == 0) {
+        next = sample_us;
     } else {
-        double w = hc_ewma_weight(now_ms > stamp ? now_ms - stamp : 0);
-        next = (uint64_t)((double)cur * w + (double)sample_us * (1.0 - w));
+        double a = 1.0 - hc_ewma_weight(now_ms > stamp ? now_ms - stamp : 0);
+        double floor = 1.0 / (double)((n < HC_EWMA_MIN_N ? n : HC_EWMA_MIN_N) + 1);
+        if (a < floor)
+            a = floor;
+        next = (uint64_t)((double)cur * (1.0 - a) + (double)sample_us * a);
         if (next == 0)
             next = 1;
     }
