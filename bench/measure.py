@@ -273,7 +273,51 @@ def cmd_report(path, workers="1"):
         for n, r in idle.items():
             print("  %-9s %6.0f bytes/conn  (%d conns, %d failed, RSS %d -> %d kB)" % (
                 n, r["bytes_per_conn"], r["conns"], r["failed"], r["rss0_kb"], r["rss1_kb"]))
+    targets(agg, idle)
     return 0
+
+
+def targets(agg, idle):
+    """The data-plane issue's targets, checked against this run (medians)."""
+    g = lambda v, n, k: (agg.get((v, n)) or {}).get(k)
+    lines = []
+
+    def add(ok, text):
+        lines.append("  %-5s %s" % ("-" if ok is None else ("MET" if ok else "MISS"), text))
+
+    i, ng, hp = (g("ka50", n, "rps") for n in ("ingressd", "nginx", "haproxy"))
+    add(None if None in (i, ng, hp) else (i >= ng and i >= hp),
+        "ka50 throughput >= nginx and haproxy: %s vs %s / %s req/s" % tuple(
+            fmt(x, "%.0f") for x in (i, ng, hp)))
+    iu, nu = g("ka50", "ingressd", "us"), g("ka50", "nginx", "us")
+    add(None if None in (iu, nu) else iu <= nu * 2 / 3,
+        "ka50 CPU/request <= 2/3 of nginx: %s vs %s us (limit %s)" % (
+            fmt(iu, "%.1f"), fmt(nu, "%.1f"), fmt(nu and nu * 2 / 3, "%.1f")))
+    p = [g("ka50", n, "p99") for n in ("ingressd", "nginx", "haproxy")]
+    add(None if None in p else p[0] <= min(p[1:]),
+        "ka50 p99 no higher than either: %s vs %s / %s ms" % tuple(fmt(x, "%.2f") for x in p))
+    a = agg.get(("ka1000", "ingressd"))
+    add(None if not a else (a["non2xx"] == 0 and a["sockerr"] == 0),
+        "-c 1000: zero non-2xx and socket errors: %s / %s" % (
+            a and a["non2xx"], a and a["sockerr"]))
+    r = idle.get("ingressd")
+    add(None if not r else r["bytes_per_conn"] < 5000,
+        "idle keep-alive connection < 5 KB: %s bytes" % (fmt(r and r["bytes_per_conn"], "%.0f")))
+    s2, s1000 = g("ka50", "ingressd", "us"), g("rules1000", "ingressd", "us")
+    add(None if None in (s2, s1000) else s1000 <= s2 * 1.1,
+        "no loss from 2 to 1,000 rules (CPU/request within 10%%): %s -> %s us" % (
+            fmt(s2, "%.1f"), fmt(s1000, "%.1f")))
+    rl = agg.get(("reload", "ingressd"))
+    add(None if not rl else (rl["non2xx"] == 0 and rl["sockerr"] == 0),
+        "reload 10x/s under load: zero non-2xx and socket errors: %s / %s" % (
+            rl and rl["non2xx"], rl and rl["sockerr"]))
+    ti, tn = g("tls", "ingressd", "rps"), g("tls", "nginx", "rps")
+    add(None if None in (ti, tn) else ti >= tn, "TLS keep-alive req/s >= nginx: %s vs %s" % (fmt(ti, "%.0f"), fmt(tn, "%.0f")))
+    ti, tn = g("tlsnew", "ingressd", "rps"), g("tlsnew", "nginx", "rps")
+    add(None if None in (ti, tn) else ti >= tn, "TLS new handshakes/s >= nginx: %s vs %s" % (fmt(ti, "%.0f"), fmt(tn, "%.0f")))
+    print()
+    print("targets (issue figures; req/s and p99 are noisy on a shared 2-core machine):")
+    print("\n".join(lines))
 
 
 def main(argv):

@@ -133,6 +133,29 @@ has "$TABLES" small || TABLES="small $TABLES" # the idle-connection test uses it
 table_off() { case $1 in small) echo 0;; big) echo 1;; tls) echo 2;; rl) echo 3;; esac; }
 scheme() { [ "$1" = tls ] && echo https || echo http; }
 
+# ---- ports ---------------------------------------------------------------------
+# every address this run listens on must be free: a leftover process would
+# silently take a target's place (or make it skip)
+busy=$(python3 - <<'EOF'
+import socket
+busy = []
+for port in (31001, 31080, 31081, 31082, 31083, 31180, 31181, 31182, 31183, 31280, 31281,
+             31282, 31283, 31901, 31902, 31903, 31904):
+    for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        s = socket.socket()
+        s.settimeout(0.2)
+        if s.connect_ex((ip, port)) == 0:
+            busy.append("%s:%d" % (ip, port))
+        s.close()
+print(" ".join(busy))
+EOF
+)
+if [ -n "$busy" ]; then
+    echo "bench: addresses already in use: $busy"
+    ss -ltnp 2>/dev/null | grep -E ":(3100[0-9]|310[89][0-9]|311[89][0-9]|312[89][0-9]|3190[0-9]) " || true
+    exit 1
+fi
+
 # ---- pods --------------------------------------------------------------------
 POD_PORT=31001
 PODS="127.0.0.2 127.0.0.3"
@@ -512,7 +535,21 @@ if [ -x "$BD/bench/bench_route" ]; then
     "$BD/bench/bench_route" 2>&1 | tee -a "$TXT"
 fi
 
+# keep the generated configurations next to the results, to check the comparison
+CONFDIR=$ROOT/bench/out/configs-$STAMP
+mkdir -p "$CONFDIR"
+for f in "$TMP"/*.yaml "$TMP"/*.cfg "$TMP"/*.map "$TMP"/ingressd-rl.[ab] "$TMP"/haproxy-rl.[ab] \
+         "$TMP"/haproxy-rl.map.[ab]; do
+    [ -e "$f" ] && cp "$f" "$CONFDIR/"
+done
+for d in "$TMP"/nginx-*; do
+    [ -d "$d" ] || continue
+    for f in "$d"/nginx.conf "$d"/nginx.[ab]; do
+        [ -e "$f" ] && cp "$f" "$CONFDIR/$(basename "$d")-$(basename "$f")"
+    done
+done
+
 log ""
 $MEASURE report "$JSONL" "$WORKERS" | tee -a "$TXT"
 cp "$TXT" bench/out/latest.txt
-echo "results: $TXT ($JSONL)"
+echo "results: $TXT ($JSONL); configurations: $CONFDIR"

@@ -5,9 +5,9 @@
  *   GET  /healthz    200 "ok" while serving, 503 "draining" after SIGTERM
  *   GET  /metrics    Prometheus text (metrics.c)
  *   GET  /config     JSON: generation, source, last reload, listeners,
- *                    counts, quarantined objects, routes
+ *                    counts, quarantined objects, routes (?routes=0: without)
  *   GET  /endpoints  JSON: every backend of the served snapshot and the
- *                    health/counters of its endpoints
+ *                    health/counters of its endpoints (?service=NS/NAME: one)
  *   POST /reload     triggers a reload and answers with its outcome:
  *                    200 applied (generation, quarantined count),
  *                    500 rejected (the first error; nothing changed),
@@ -71,7 +71,7 @@ static struct {
     struct event_base *base;
     struct evhttp *http;
     evutil_socket_t fd;
-    atomic_bool draining;              /* set on M by main, read by workers never */
+    atomic_bool draining;              /* set by main on SIGTERM (adm_set_draining) */
     struct adm_reload *reloads;        /* parked POST /reload requests */
     pthread_t drain_thr;               /* dispatches the main base while main drains */
     bool drain_thr_running;
@@ -213,21 +213,32 @@ static void adm_json_route(struct met_buf *b, const struct snap_route *r, const 
     met_printf(b, "}");
 }
 
-/* GET /config?routes=0 leaves the route list out (pollers of the generation) */
-static bool adm_want_routes(struct evhttp_request *req)
+/* copies query parameter `name` into out (empty when absent); false when absent */
+static bool adm_query(struct evhttp_request *req, const char *name, char *out, size_t len)
 {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (!q)
-        return true;
     struct evkeyvalq kv;
-    bool want = true;
-    if (evhttp_parse_query_str(q, &kv) == 0) {
-        const char *v = evhttp_find_header(&kv, "routes");
-        want = !v || !(strcmp(v, "0") == 0 || strcmp(v, "false") == 0);
+    bool found = false;
+    out[0] = '\0';
+    if (q && evhttp_parse_query_str(q, &kv) == 0) {
+        const char *v = evhttp_find_header(&kv, name);
+        if (v) {
+            snprintf(out, len, "%s", v);
+            found = true;
+        }
         evhttp_clear_headers(&kv);
     }
-    return want;
+    return found;
+}
+
+/* GET /config?routes=0 leaves the route list out (pollers of the generation) */
+static bool adm_want_routes(struct evhttp_request *req)
+{
+    char v[8];
+    if (!adm_query(req, "routes", v, sizeof(v)))
+        return true;
+    return !(strcmp(v, "0") == 0 || strcmp(v, "false") == 0);
 }
 
 static void adm_config(struct evhttp_request *req)
@@ -312,19 +323,26 @@ static void adm_config(struct evhttp_request *req)
 
 /* ---- GET /endpoints ---- */
 
+/* GET /endpoints[?service=NAMESPACE/NAME] (a big configuration's page is megabytes) */
 static void adm_endpoints(struct evhttp_request *req)
 {
     struct met_buf b;
     uint64_t now = hc_now_ms();
+    char only[256];
+    bool filter = adm_query(req, "service", only, sizeof(only));
+    bool first = true;
 
     met_buf_init(&b);
     struct snap *s = rld_current();
     met_printf(&b, "{\"generation\":%llu,\"services\":[", (unsigned long long)(s ? s->gen : 0));
     for (uint32_t i = 0; s && i < s->nbackends; i++) {
         const struct snap_backend *be = &s->backends[i];
+        if (filter && (!be->service || strcmp(be->service, only) != 0))
+            continue;
         /* the port is what follows the service in "ns/svc:port" */
         const char *colon = be->name ? strrchr(be->name, ':') : NULL;
-        met_printf(&b, "%s{\"name\":", i ? "," : "");
+        met_printf(&b, "%s{\"name\":", first ? "" : ",");
+        first = false;
         met_json_str(&b, be->service);
         met_printf(&b, ",\"port\":");
         met_json_str(&b, colon ? colon + 1 : NULL);

@@ -94,7 +94,6 @@ struct k8s_pos k8s__pos(const struct ydoc_node *n);
 /* value grammars shared by decoders (annotations included) */
 bool k8s__is_ip(const char *s);
 
-void k8s__policy_init(struct k8s_policy *p);
 void k8s__policy_parse(struct k8s_dctx *c, struct k8s_policy *p, struct k8s_ing_annot *ia);
 
 #endif

@@ -8,6 +8,41 @@
  *
  * Unknown ingressd/ annotations are warned about (likely typos); other
  * prefixes belong to other controllers and are ignored. Loader thread.
+ *
+ * Backend policy (on a Service; on an Ingress they override the Service's
+ * for that Ingress's backends, which then get their own "@ns/ingress" name):
+ *   ingressd/load-balance              round_robin|least_conn|ewma|hash
+ *     nginx.ingress.kubernetes.io/load-balance          (same values)
+ *   ingressd/hash-by                   remote_addr|path|header:NAME|cookie:NAME (implies hash)
+ *     nginx.ingress.kubernetes.io/upstream-hash-by      $remote_addr|$request_uri|$http_NAME|$cookie_NAME
+ *   ingressd/affinity                  cookie|none
+ *     nginx.ingress.kubernetes.io/affinity
+ *   ingressd/affinity-cookie-name      cookie name (default INGRESSD)
+ *     nginx.ingress.kubernetes.io/session-cookie-name
+ *   ingressd/health-check-path         /path (else TCP connect)
+ *   ingressd/health-check-interval     duration (0 = no active checks)
+ *   ingressd/health-check-timeout      duration
+ *   ingressd/health-check-healthy-threshold / -unhealthy-threshold   1-100
+ *   ingressd/health-check-port         1-65535 (else the endpoint's port)
+ *   ingressd/retry-on                  error,timeout,http_502,http_503,http_504 | off
+ *   ingressd/retries                   0-10
+ *   ingressd/backend-protocol          HTTP|HTTPS
+ *     nginx.ingress.kubernetes.io/backend-protocol
+ *   ingressd/upstream-ca-secret        [ns/]name of a Secret with ca.crt: verify HTTPS pods
+ *     nginx.ingress.kubernetes.io/proxy-ssl-secret
+ * Routing (Ingress only):
+ *   ingressd/use-regex                 "true": ImplementationSpecific paths are PCRE2
+ *     nginx.ingress.kubernetes.io/use-regex
+ *   ingressd/ssl-redirect              "false" disables the 308 to https for TLS hosts
+ *     nginx.ingress.kubernetes.io/ssl-redirect
+ *   ingressd/force-ssl-redirect        "true": redirect even hosts without spec.tls
+ *     nginx.ingress.kubernetes.io/force-ssl-redirect
+ *   ingressd/rewrite-target            replacement path ($1.. from a regex path)
+ *     nginx.ingress.kubernetes.io/rewrite-target
+ *   ingressd/proxy-body-size           size, 0 = unlimited (per-route max body)
+ *     nginx.ingress.kubernetes.io/proxy-body-size
+ * Service spec.sessionAffinity: ClientIP (+ sessionAffinityConfig.clientIP
+ * .timeoutSeconds) is read from the Service spec itself (k8s_service.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +312,17 @@ static bool set_ssl_redirect(struct k8s_dctx *c, struct k8s_policy *p, struct k8
     return true;
 }
 
+static bool set_force_ssl_redirect(struct k8s_dctx *c, struct k8s_policy *p,
+                                   struct k8s_ing_annot *ia, const char *v, char *msg, size_t len)
+{
+    bool b;
+    (void)c, (void)p;
+    if (!parse_boolstr(v, &b))
+        return bad(msg, len, "want \"true\" or \"false\"", v);
+    ia->force_ssl_redirect = b;
+    return true;
+}
+
 static bool set_rewrite(struct k8s_dctx *c, struct k8s_policy *p, struct k8s_ing_annot *ia,
                         const char *v, char *msg, size_t len)
 {
@@ -326,7 +372,8 @@ static const struct annot_row annot_rows[] = {
     { NGX "use-regex", true, set_use_regex },
     { "ingressd/ssl-redirect", true, set_ssl_redirect },
     { NGX "ssl-redirect", true, set_ssl_redirect },
-    { NGX "force-ssl-redirect", true, set_ssl_redirect },
+    { "ingressd/force-ssl-redirect", true, set_force_ssl_redirect },
+    { NGX "force-ssl-redirect", true, set_force_ssl_redirect },
     { "ingressd/rewrite-target", true, set_rewrite },
     { NGX "rewrite-target", true, set_rewrite },
     { "ingressd/proxy-body-size", true, set_body_size },
@@ -334,7 +381,7 @@ static const struct annot_row annot_rows[] = {
     { NULL, false, NULL },
 };
 
-void k8s__policy_init(struct k8s_policy *p)
+void k8s_policy_init(struct k8s_policy *p)
 {
     memset(p, 0, sizeof(*p));
     p->algo = p->hash_by = p->affinity = p->retries = p->upstream_tls = -1;

@@ -176,12 +176,19 @@ static bool want_scalar(struct k8s_dctx *c, const struct ydoc_node *n, const cha
 
 static bool parse_bool(const struct ydoc_node *n, bool *out)
 {
+    /* YAML 1.1 booleans, as the Kubernetes YAML decoder (go-yaml v2) reads them */
+    static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On",
+                                       "ON", "y", "Y", NULL };
+    static const char *const no[] = { "false", "False", "FALSE", "no", "No", "NO", "off", "Off",
+                                      "OFF", "n", "N", NULL };
     if (n->type != YDOC_SCALAR || n->quoted)
         return false;
-    if (!strcmp(n->str, "true") || !strcmp(n->str, "True") || !strcmp(n->str, "TRUE"))
-        return *out = true, true;
-    if (!strcmp(n->str, "false") || !strcmp(n->str, "False") || !strcmp(n->str, "FALSE"))
-        return *out = false, true;
+    for (int i = 0; yes[i]; i++)
+        if (!strcmp(n->str, yes[i]))
+            return *out = true, true;
+    for (int i = 0; no[i]; i++)
+        if (!strcmp(n->str, no[i]))
+            return *out = false, true;
     return false;
 }
 
@@ -420,11 +427,6 @@ static const struct k8s_field meta_fields[] = {
     { NULL },
 };
 
-static uint64_t fnv(const char *p, size_t n)
-{
-    return str_hash(str_make(p, n));
-}
-
 static const struct k8s_kind_def *kind_lookup(const char *kind)
 {
     for (int i = 0; i < K8S_NKINDS; i++)
@@ -495,7 +497,6 @@ static void decode_object(const struct ydoc *d, const struct ydoc_node *n, struc
     o->file = arena_strdup(a, d->file);
     o->pos = k8s__pos(n);
     o->seq = (*seq)++;
-    o->src_hash = fnv(d->text + n->start, n->end > n->start ? n->end - n->start : 0);
 
     struct k8s_dctx c = { .o = o, .errs = errs, .a = a };
     if (def->init)
@@ -550,7 +551,9 @@ static void decode_object(const struct ydoc *d, const struct ydoc_node *n, struc
             k8s_obj_error(o, errs, k8s__pos(k), "%s: duplicate field \"%s\"", key, key);
             continue;
         }
-        if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata"))
+        /* status is the cluster's, never configuration (kubectl get -o yaml prints it) */
+        if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata") ||
+            !strcmp(key, "status"))
             continue;
         const struct k8s_field *f = NULL;
         for (const struct k8s_field *r = def->top; r->name; r++)

@@ -218,7 +218,7 @@ static void ing_check(struct k8s_dctx *c, const struct ydoc_node *n)
 
 static void ing_init(struct k8s_obj *o)
 {
-    k8s__policy_init(&o->u.ing.policy);
+    k8s_policy_init(&o->u.ing.policy);
     o->u.ing.annot.ssl_redirect = -1;
 }
 

@@ -45,6 +45,9 @@
  *   spec.tls.hstsIncludeSubdomains bool false
  *   spec.tls.sessionTicketRotation duration 1h
  *   spec.accessLog                 path             none = no access log; "-" = stderr
+ *   spec.defaultBackend.service    {name, namespace (default "default"), port: {number|name}}
+ *                                                   served when no rule matches and no
+ *                                                   Ingress has a defaultBackend; else 404
  *
  * Cross-object checks (defaultCertificate names an existing kubernetes.io/tls
  * Secret) happen in snap.c, which sees every object. Loader thread.
@@ -143,6 +146,28 @@ static const struct k8s_field tls_fields[] = {
     { NULL },
 };
 
+#define BK(m) offsetof(struct k8s_ing_backend, m)
+
+static const struct k8s_field dport_fields[] = {
+    { .name = "number", .type = KF_U32, .off = BK(port_number), .min = 1, .max = 65535 },
+    { .name = "name", .type = KF_STR, .off = BK(port_name) },
+    { NULL },
+};
+
+static const struct k8s_field dsvc_fields[] = {
+    { .name = "name", .type = KF_STR, .off = BK(service), .required = true },
+    { .name = "namespace", .type = KF_STR, .off = BK(ns) },
+    { .name = "port", .type = KF_MAP, .sub = dport_fields, .required = true,
+      .pos_off = BK(port_pos) + 1 },
+    { NULL },
+};
+
+static const struct k8s_field dbackend_fields[] = {
+    { .name = "service", .type = KF_MAP, .sub = dsvc_fields, .required = true,
+      .pos_off = BK(pos) + 1 },
+    { NULL },
+};
+
 static const struct k8s_field spec_fields[] = {
     { .name = "listen", .type = KF_SEQ, .off = PC(listen), .required = true, .sub = &listen_elem,
       .elem_size = sizeof(struct k8s_listen), .cnt_off = PC(nlisten),
@@ -164,6 +189,8 @@ static const struct k8s_field spec_fields[] = {
     { .name = "outlierDetection", .type = KF_MAP, .sub = outlier_fields },
     { .name = "tls", .type = KF_MAP, .sub = tls_fields, .pos_off = PC(tls_pos) + 1 },
     { .name = "accessLog", .type = KF_STR, .off = PCS(access_log) },
+    { .name = "defaultBackend", .type = KF_MAP, .off = PC(default_backend),
+      .sub = dbackend_fields, .set_off = PC(default_backend.set) + 1 },
     { NULL },
 };
 
@@ -235,6 +262,11 @@ static void pc_check(struct k8s_dctx *c, const struct ydoc_node *n)
     if ((pc->s.tls.ciphers || pc->s.tls.ciphersuites) &&
         tls_check_ciphers(pc->s.tls.ciphers, pc->s.tls.ciphersuites, msg, sizeof(msg)) < 0)
         k8s__err_at(c, pc->tls_pos, "spec.tls: %s", msg);
+    const struct k8s_ing_backend *db = &pc->default_backend;
+    if (db->set && db->port_pos.line && !db->port_name == !db->port_number)
+        k8s__err_at(c, db->port_pos, "spec.defaultBackend.service.port: %s",
+                    db->port_name ? "number and name are mutually exclusive"
+                                  : "one of number or name is required");
     if (pc->s.outlier.max_ejection_ms < pc->s.outlier.base_ejection_ms)
         pc->s.outlier.max_ejection_ms = pc->s.outlier.base_ejection_ms;
 }

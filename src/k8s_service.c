@@ -76,7 +76,7 @@ static const struct k8s_field top_fields[] = {
 
 static void svc_init(struct k8s_obj *o)
 {
-    k8s__policy_init(&o->u.svc.policy);
+    k8s_policy_init(&o->u.svc.policy);
     o->u.svc.affinity_timeout_s = 10800;
 }
 

@@ -208,6 +208,9 @@ const char *met_ep_health(const struct hc_ep *ep, uint64_t now_ms)
 
 /* ---- exposition ---- */
 
+#define MET_MAX_EP_SERIES     10000   /* endpoints with their own series */
+#define MET_MAX_EP_SERIES_STR "10000"
+
 static void met_head(struct met_buf *b, const char *name, const char *type, const char *help)
 {
     met_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -251,9 +254,49 @@ static const struct {
                       "Exponentially weighted moving average of the endpoint's response latency." },
 };
 
+/* per-backend endpoint counts: bounded by the number of Service ports, always shown */
+static void met_backends(struct met_buf *b, const struct snap *s, uint64_t now_ms)
+{
+    met_head(b, "ingressd_backend_endpoints", "gauge",
+             "Endpoints of a backend (Service port) by state: total, ready (EndpointSlice), "
+             "usable (ready, not terminating, not down or ejected).");
+    for (uint32_t i = 0; i < s->nbackends; i++) {
+        const struct snap_backend *be = &s->backends[i];
+        uint32_t usable = 0;
+        for (uint32_t j = 0; j < be->neps; j++) {
+            const struct snap_endpoint *ep = &be->eps[j];
+            const char *hs = met_ep_health(ep->hc, now_ms);
+            usable += ep->ready && !ep->terminating && strcmp(hs, "down") != 0 &&
+                      strcmp(hs, "ejected") != 0;
+        }
+        static const char *const states[] = { "total", "ready", "usable" };
+        uint32_t v[] = { be->neps, be->nready, usable };
+        for (int k = 0; k < 3; k++) {
+            met_put(b, "ingressd_backend_endpoints{backend=", 35);
+            met_label_str(b, be->name);
+            met_printf(b, ",state=\"%s\"} %u\n", states[k], v[k]);
+        }
+    }
+}
+
 static void met_endpoints(struct met_buf *b, const struct snap *s, uint64_t now_ms)
 {
     if (!s || !s->nbackends)
+        return;
+    met_backends(b, s, now_ms);
+    uint64_t neps = 0;
+    for (uint32_t i = 0; i < s->nbackends; i++)
+        neps += s->backends[i].neps;
+    /*
+     * seven series per endpoint: 50,000 endpoints would make a 30 MB page that
+     * takes the main loop a second to render on every scrape. Past the cap,
+     * the per-backend counts above are what scrapes get; /endpoints has the rest.
+     */
+    met_scalar(b, "ingressd_endpoint_series_omitted", "gauge",
+               "1 when the configuration has more than " MET_MAX_EP_SERIES_STR
+               " endpoints and per-endpoint series are left out (see /endpoints).",
+               neps > MET_MAX_EP_SERIES);
+    if (neps > MET_MAX_EP_SERIES)
         return;
     for (size_t f = 0; f < sizeof(met_ep_fields) / sizeof(met_ep_fields[0]); f++) {
         met_head(b, met_ep_fields[f].name, met_ep_fields[f].type, met_ep_fields[f].help);

@@ -47,7 +47,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,11 +82,6 @@ static uint64_t now_us(void)
 
 static inline const struct snap_timeouts *TO(const struct px_req *r) { return &r->snap->cfg.timeouts; }
 
-static void set_tv(struct timeval *tv, uint32_t ms)
-{
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (ms % 1000) * 1000;
-}
 
 /* ---- small string building (bounded; never overflows, reports it) ---- */
 
@@ -443,7 +440,7 @@ void px_start(struct conn *c, long head_len)
         }
     }
     const struct snap_backend *be = rt->backend;
-    if (!be || be->nready == 0) {
+    if (!be || (be->nready == 0 && !(be->external_name && be->neps == 0))) {
         static const char ra[] = "Retry-After: 1\r\n";
         px_error(r, 503, ra, sizeof(ra) - 1);
         return;
@@ -485,8 +482,7 @@ void px_start(struct conn *c, long head_len)
                 continue;
             break;
         case H1H_XFF:
-            if (!xff.p)
-                xff = h->value;
+            xff = h->value; /* all of them are joined below, in order */
             continue;
         case H1H_XREQUEST_ID:
             if (!r->reqid_from_client)
@@ -506,9 +502,13 @@ void px_start(struct conn *c, long head_len)
         SB_LIT(&b, "\r\n");
     }
     SB_LIT(&b, "X-Forwarded-For: ");
-    if (xff.n) {
-        sb_str(&b, xff);
-        SB_LIT(&b, ", ");
+    if (xff.p) {
+        for (uint32_t i = 0; i < m->nhdrs; i++) {
+            if (m->hdrs[i].kind == H1H_XFF && m->hdrs[i].value.n) {
+                sb_str(&b, m->hdrs[i].value);
+                SB_LIT(&b, ", ");
+            }
+        }
     }
     sb_put(&b, c->ip, c->ipn);
     SB_LIT(&b, "\r\nX-Real-IP: ");
@@ -561,6 +561,10 @@ static void report(struct px_req *r, enum lb_result res)
 {
     if (!r->ep)
         return;
+    if (r->ep == &r->ext_ep) { /* ExternalName: no endpoint state to feed */
+        r->ep = NULL;
+        return;
+    }
     lb_done(r->be, r->ep, res, now_us() - r->t_try_us);
     r->ep = NULL;
 }
@@ -592,29 +596,159 @@ static void attach(struct px_req *r, bool fresh)
         if (!r->req_done)
             pump_req(r);
         else {
-            struct timeval tv;
-            set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
-            bufferevent_set_timeouts(u->bev, &tv, NULL);
+            ups_read_timeout(u, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
         }
     } else {
         r->state = PX_CONNECTING;
     }
 }
 
+/* ---- ExternalName: the Service names a DNS name, resolved per request ---- */
+
+/*
+ * A small per-worker cache of ExternalName answers (evdns has none), so a
+ * busy ExternalName route does not resolve on every request. Entries live
+ * EXT_TTL_MS; the cache is tiny and searched linearly.
+ */
+#define EXT_CACHE 16
+#define EXT_TTL_MS 10000
+
+struct ext_entry {
+    char name[128];
+    uint16_t port;
+    socklen_t salen;
+    struct sockaddr_storage sa;
+    uint64_t expires_us;
+};
+
+static _Thread_local struct ext_entry ext_cache[EXT_CACHE];
+
+static struct ext_entry *ext_find(const char *name, uint16_t port, uint64_t now)
+{
+    for (int i = 0; i < EXT_CACHE; i++) {
+        struct ext_entry *e = &ext_cache[i];
+        if (e->expires_us > now && e->port == port && !strcmp(e->name, name))
+            return e;
+    }
+    return NULL;
+}
+
+static void ext_store(const char *name, uint16_t port, const struct sockaddr *sa, socklen_t len)
+{
+    if (strlen(name) >= sizeof(ext_cache[0].name) || len > sizeof(struct sockaddr_storage))
+        return;
+    struct ext_entry *victim = &ext_cache[0];
+    for (int i = 0; i < EXT_CACHE; i++) {
+        if (ext_cache[i].expires_us < victim->expires_us)
+            victim = &ext_cache[i];
+        if (ext_cache[i].port == port && !strcmp(ext_cache[i].name, name)) {
+            victim = &ext_cache[i];
+            break;
+        }
+    }
+    snprintf(victim->name, sizeof(victim->name), "%s", name);
+    victim->port = port;
+    memcpy(&victim->sa, sa, len);
+    victim->salen = len;
+    victim->expires_us = now_us() + (uint64_t)EXT_TTL_MS * 1000;
+}
+
+static uint16_t ext_port(const struct snap_backend *be)
+{
+    return be->external_port ? be->external_port : 80;
+}
+
+static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
+{
+    if (err == EVUTIL_EAI_CANCEL) {
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        return; /* the request went away (px_abort) */
+    }
+    struct px_req *r = arg;
+    r->dnsreq = NULL;
+    if (err || !ai) {
+        log_warn("ExternalName %s: %s", r->be->external_name, evutil_gai_strerror(err));
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        r->last_res = LB_CONNECT_FAIL;
+        px_error(r, 502, NULL, 0);
+        return;
+    }
+    memcpy(&r->ext_ep.sa, ai->ai_addr, ai->ai_addrlen);
+    r->ext_ep.salen = (socklen_t)ai->ai_addrlen;
+    ext_store(r->be->external_name, ext_port(r->be), ai->ai_addr, (socklen_t)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    r->ep = &r->ext_ep;
+    r->attempts++;
+    r->t_try_us = now_us();
+    attach(r, false);
+}
+
+static void ext_connect(struct px_req *r)
+{
+    const struct snap_backend *be = r->be;
+    struct wrk *w = r->w;
+    if (r->attempts > 0) {
+        final_failure(r); /* one address, one try */
+        return;
+    }
+    memset(&r->ext_ep, 0, sizeof(r->ext_ep));
+    r->ext_ep.addr = be->external_name;
+    r->ext_ep.ready = true;
+    struct ext_entry *e = ext_find(be->external_name, ext_port(be), now_us());
+    if (e) {
+        memcpy(&r->ext_ep.sa, &e->sa, e->salen);
+        r->ext_ep.salen = e->salen;
+        r->ep = &r->ext_ep;
+        r->attempts++;
+        r->t_try_us = now_us();
+        attach(r, false);
+        return;
+    }
+    if (!w->dns)
+        w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!w->dns) {
+        px_error(r, 502, NULL, 0);
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", ext_port(be));
+    struct evutil_addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    r->state = PX_RESOLVING;
+    /* may answer at once (literal address, /etc/hosts): ext_resolved runs first */
+    struct evdns_getaddrinfo_request *q =
+        evdns_getaddrinfo(w->dns, be->external_name, port, &hints, ext_resolved, r);
+    if (q && r->state == PX_RESOLVING)
+        r->dnsreq = q;
+}
+
 static void px_connect(struct px_req *r)
 {
+    if (r->be->external_name && r->be->neps == 0) {
+        ext_connect(r);
+        return;
+    }
     if (r->attempts > retries_allowed(r) || r->lbr.ntried >= LB_MAX_TRIED) {
         final_failure(r);
         return;
     }
     if (r->attempts > 0) {
         /*
-         * A connect failure re-routes a request no pod has seen: it adds no
-         * load, so it does not spend the retry budget (which exists against
-         * retry storms). A pod that dies takes all its in-flight picks with
-         * it at once; those must all land elsewhere.
+         * The retry budget exists against retry storms on pods that are
+         * slow or failing (timeouts, 5xx). A connect failure or a reset
+         * before any response byte means the pod is gone or going: a pod
+         * that dies takes all its in-flight requests with it at once, and
+         * every one of them must land elsewhere, so those retries (still
+         * bounded by the retry count) do not spend the budget.
          */
-        if (!r->retry_begun && r->last_res != LB_CONNECT_FAIL) {
+        if (!r->retry_begun && r->last_res != LB_CONNECT_FAIL && r->last_res != LB_RESET) {
             if (!lb_retry_begin(r->snap->cfg.retry_budget_pct)) {
                 final_failure(r);
                 return;
@@ -641,7 +775,7 @@ static void px_connect(struct px_req *r)
 }
 
 /* the attempt on r->us failed before any response byte */
-static void attempt_failed(struct px_req *r, enum lb_result res)
+static void attempt_failed(struct px_req *r, enum lb_result res, bool connecting)
 {
     struct ups_conn *u = r->us;
     bool reused = u && u->reused;
@@ -650,8 +784,8 @@ static void attempt_failed(struct px_req *r, enum lb_result res)
     r->last_res = res;
     if (res == LB_TIMEOUT)
         WRK_INC(r->w, upstream_timeouts);
-    bool nothing_sent = res == LB_CONNECT_FAIL;
-    bool replayable = !r->body_started && (r->idempotent || nothing_sent);
+    /* the pod never saw a request whose connect failed: any method may go elsewhere */
+    bool replayable = !r->body_started && (r->idempotent || connecting);
     /* a pooled connection the pod had closed: once more on a fresh one */
     if (reused && res == LB_RESET && replayable && !r->fresh_retry && r->ep) {
         r->fresh_retry = true;
@@ -659,9 +793,10 @@ static void attempt_failed(struct px_req *r, enum lb_result res)
         return;
     }
     report(r, res);
-    bool retry = replayable &&
-                 (res != LB_TIMEOUT || nothing_sent || (r->be->retry_on & RETRY_ON_TIMEOUT));
-    if (!retry) {
+    uint32_t on = r->be->retry_on;
+    bool allowed = connecting ? (on & (RETRY_ON_ERROR | (res == LB_TIMEOUT ? RETRY_ON_TIMEOUT : 0)))
+                              : (on & (res == LB_TIMEOUT ? RETRY_ON_TIMEOUT : RETRY_ON_ERROR));
+    if (!replayable || !allowed) {
         final_failure(r);
         return;
     }
@@ -718,17 +853,23 @@ static void pump_req(struct px_req *r)
     if (evbuffer_get_length(out) >= PX_HIGH_WM) {
         if (!r->ds_paused) {
             r->ds_paused = true;
-            bufferevent_disable(r->ds->bev, EV_READ);
+            conn_read_enable(r->ds, false);
         }
     } else if (r->ds_paused) {
         r->ds_paused = false;
-        bufferevent_enable(r->ds->bev, EV_READ);
+        if (!r->ds_eof)
+            conn_read_enable(r->ds, true);
     }
     if (r->req_done) {
         conn_timer(r->ds, 0);
-        struct timeval tv;
-        set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
-        bufferevent_set_timeouts(r->us->bev, &tv, NULL);
+        ups_read_timeout(r->us, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
+        return;
+    }
+    if (r->ds_eof && evbuffer_get_length(in) == 0) {
+        /* the client ended its input in the middle of the body */
+        struct conn *c = r->ds;
+        px_abort(r);
+        conn_close(c);
         return;
     }
     conn_timer(r->ds, TO(r)->client_body ? TO(r)->client_body : 60000);
@@ -831,16 +972,22 @@ static void enter_tunnel(struct px_req *r)
     c->state = CONN_TUNNEL;
     conn_timer(c, 0);
     uint32_t ms = TO(r)->tunnel_idle ? TO(r)->tunnel_idle : 3600000;
-    struct timeval tv;
-    set_tv(&tv, ms);
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
-    bufferevent_set_timeouts(u->bev, &tv, NULL);
+    conn_read_timeout(c, ms);
+    ups_read_timeout(u, ms);
     evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(u->bev));
     evbuffer_add_buffer(bufferevent_get_output(u->bev), bufferevent_get_input(c->bev));
     conn_flush(c);
     ups_flush(u);
-    bufferevent_enable(c->bev, EV_READ);
-    bufferevent_enable(u->bev, EV_READ);
+    conn_read_enable(c, true);
+    ups_read_enable(u, true);
+}
+
+static void read_enable(struct px_req *r, struct bufferevent *src, bool on)
+{
+    if (src == r->ds->bev)
+        conn_read_enable(r->ds, on);
+    else
+        ups_read_enable(r->us, on);
 }
 
 static void tunnel_move(struct px_req *r, struct bufferevent *src, struct bufferevent *dst,
@@ -859,11 +1006,11 @@ static void tunnel_move(struct px_req *r, struct bufferevent *src, struct buffer
     if (evbuffer_get_length(out) >= PX_HIGH_WM) {
         if (!*paused) {
             *paused = true;
-            bufferevent_disable(src, EV_READ);
+            read_enable(r, src, false);
         }
     } else if (*paused) {
         *paused = false;
-        bufferevent_enable(src, EV_READ);
+        read_enable(r, src, true);
     }
 }
 
@@ -992,11 +1139,11 @@ static void pump_resp(struct px_req *r)
     if (evbuffer_get_length(out) >= PX_HIGH_WM) {
         if (!r->us_paused) {
             r->us_paused = true;
-            bufferevent_disable(u->bev, EV_READ);
+            ups_read_enable(u, false);
         }
     } else if (r->us_paused) {
         r->us_paused = false;
-        bufferevent_enable(u->bev, EV_READ);
+        ups_read_enable(u, true);
     }
 }
 
@@ -1086,9 +1233,9 @@ static void px_finish(struct px_req *r)
             ups_close(u);
     }
     bool close = r->close_after || !r->req_done;
-    if (r->ds_paused)
-        bufferevent_enable(c->bev, EV_READ);
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (r->ds_paused && !r->ds_eof)
+        conn_read_enable(c, true);
+    conn_read_timeout(c, 0);
     px_release(r);
     req_put(w, r);
     conn_request_done(c, close);
@@ -1098,6 +1245,11 @@ void px_abort(struct px_req *r)
 {
     if (!r || r->magic != PX_MAGIC)
         return;
+    if (r->dnsreq) {
+        struct evdns_getaddrinfo_request *q = r->dnsreq;
+        r->dnsreq = NULL;
+        evdns_getaddrinfo_cancel(q);
+    }
     struct conn *c = r->ds;
     struct ups_conn *u = r->us;
     r->us = NULL;
@@ -1136,7 +1288,7 @@ void px_ds_read(struct px_req *r)
         /* body bytes wait for the connect; do not buffer an upload meanwhile */
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) >= PX_HIGH_WM && !r->ds_paused) {
             r->ds_paused = true;
-            bufferevent_disable(c->bev, EV_READ);
+            conn_read_enable(c, false);
         }
         return;
     default:
@@ -1145,7 +1297,7 @@ void px_ds_read(struct px_req *r)
     /* pipelined bytes wait for their turn; hold back past a limit */
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 64 * 1024 && !c->read_paused) {
         c->read_paused = true;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_enable(c, false);
     }
 }
 
@@ -1155,7 +1307,7 @@ void px_ds_write(struct px_req *r)
         return;
     if (r->us_paused && r->us) {
         r->us_paused = false;
-        bufferevent_enable(r->us->bev, EV_READ);
+        ups_read_enable(r->us, true);
         if (r->state == PX_TUNNEL)
             tunnel_move(r, r->us->bev, r->ds->bev, &r->us_paused);
         else if (r->state == PX_RESP_BODY)
@@ -1172,10 +1324,17 @@ void px_ds_eof(struct px_req *r, bool error)
         conn_close(c);
         return;
     }
-    if (!error && r->req_done) {
-        /* half-close after a whole request: answer it, then close */
+    /*
+     * A half-close after the request was sent is a normal end of input:
+     * answer, then close. The body may still be waiting in our buffer (the
+     * pod connection is not up yet): pump_req decides once it has run dry.
+     */
+    bool body_pending = !r->req_done && (r->state == PX_CONNECTING || r->state == PX_RESOLVING) &&
+                        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    if (!error && (r->req_done || body_pending)) {
         r->close_after = true;
-        bufferevent_disable(c->bev, EV_READ);
+        r->ds_eof = true;
+        conn_read_enable(c, false);
         return;
     }
     px_abort(r);
@@ -1223,7 +1382,8 @@ void px_us_write(struct px_req *r)
 {
     if (r->ds_paused) {
         r->ds_paused = false;
-        bufferevent_enable(r->ds->bev, EV_READ);
+        if (!r->ds_eof)
+            conn_read_enable(r->ds, true);
         if (r->state == PX_TUNNEL)
             tunnel_move(r, r->ds->bev, r->us->bev, &r->ds_paused);
         else if (!r->req_done)
@@ -1236,21 +1396,18 @@ void px_us_event(struct px_req *r, short what)
     struct ups_conn *u = r->us;
     if (what & BEV_EVENT_CONNECTED) {
         r->state = PX_WAIT_RESP;
-        bufferevent_set_timeouts(u->bev, NULL, NULL);
-        if (!r->req_done) {
+        bufferevent_set_timeouts(u->bev, NULL, NULL); /* the connect timeout is over */
+        if (!r->req_done)
             pump_req(r);
-        } else {
-            struct timeval tv;
-            set_tv(&tv, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
-            bufferevent_set_timeouts(u->bev, &tv, NULL);
-        }
+        else
+            ups_read_timeout(u, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
         return;
     }
     bool timeout = (what & BEV_EVENT_TIMEOUT) != 0;
     switch (r->state) {
     case PX_CONNECTING:
         WRK_INC(r->w, upstream_connect_errors);
-        attempt_failed(r, timeout ? LB_TIMEOUT : LB_CONNECT_FAIL);
+        attempt_failed(r, timeout ? LB_TIMEOUT : LB_CONNECT_FAIL, true);
         return;
     case PX_WAIT_RESP:
         if (!timeout && (what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_input(u->bev))) {
@@ -1268,7 +1425,7 @@ void px_us_event(struct px_req *r, short what)
             final_failure(r);
             return;
         }
-        attempt_failed(r, timeout ? LB_TIMEOUT : LB_RESET);
+        attempt_failed(r, timeout ? LB_TIMEOUT : LB_RESET, false);
         return;
     case PX_RESP_BODY:
         if (!timeout && (what & BEV_EVENT_EOF)) {

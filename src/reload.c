@@ -132,8 +132,9 @@ static struct {
     /* set at start, then read-only (L reads path) */
     char path[PATH_MAX];
     pthread_t thr;
+    bool thr_started;                  /* M only: whether rld_stop joins thr */
     struct event_base *base;
-    struct event *ev_hup, *ev_done, *ev_ino, *ev_debounce;
+    struct event *ev_hup, *ev_done, *ev_ino, *ev_debounce, *ev_rewatch;
 
     /* the watch: M only */
     int ino_fd;
@@ -564,8 +565,10 @@ static void rld_on_hup(evutil_socket_t sig, short what, void *arg)
 
 /* ---- the file watch (M) ---- */
 
+/* IN_ATTRIB: `touch FILE` (utimensat alone) is the operator's "reload now" */
 #define RLD_IN_FILE_MASK                                                                 \
-    (IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF)
+    (IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE | IN_ATTRIB | IN_DELETE_SELF |  \
+     IN_MOVE_SELF)
 #define RLD_IN_DIR_MASK (RLD_IN_FILE_MASK | IN_DELETE | IN_MOVED_FROM)
 
 static bool rld_is_yaml(const char *name)
@@ -633,8 +636,15 @@ static void rld_watch_resolve(void)
         if (realpath(rld.path, real)) {
             char rdir[PATH_MAX], rname[NAME_MAX + 1];
             rld_split(real, rdir, sizeof(rdir), rname, sizeof(rname));
-            /* a symlink into another directory: in-place writes happen there */
-            if (strcmp(rdir, dir) != 0 || strcmp(rname, name) != 0)
+            const char *rbase = strrchr(rdir, '/');
+            /*
+             * a symlink into another directory: in-place writes happen there.
+             * Not for a ConfigMap's "..2026_..." directory: its files never
+             * change in place (..data moves instead), and watching it would
+             * turn the kubelet's removal of the old one into a second reload.
+             */
+            if ((strcmp(rdir, dir) != 0 || strcmp(rname, name) != 0) &&
+                !(rbase && !strncmp(rbase + 1, "..", 2)))
                 rld_add_rule(rdir, rname, IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE);
         }
     }
@@ -650,6 +660,22 @@ static void rld_watch_resolve(void)
     }
 }
 
+/* the watched directory vanished: try again every second; reload once it is back */
+static void rld_on_rewatch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    rld_watch_resolve();
+    if (rld.nrules > 0) {
+        log_info("watching %s again", rld.path);
+        rld_request("watch restored");   /* it may have changed while unwatched */
+        return;
+    }
+    struct timeval tv = { 1, 0 };
+    evtimer_add(rld.ev_rewatch, &tv);
+}
+
 static void rld_on_debounce(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -660,6 +686,10 @@ static void rld_on_debounce(evutil_socket_t fd, short what, void *arg)
     char real[PATH_MAX];
     if (!realpath(rld.path, real) || strcmp(real, rld.real) != 0 || rld.nrules == 0)
         rld_watch_resolve();
+    if (rld.nrules == 0 && !evtimer_pending(rld.ev_rewatch, NULL)) {
+        struct timeval tv = { 1, 0 };
+        evtimer_add(rld.ev_rewatch, &tv);
+    }
     rld_request("file change");
 }
 
@@ -743,7 +773,8 @@ static int rld_watch_start(void)
     rld_watch_resolve();
     rld.ev_ino = event_new(rld.base, rld.ino_fd, EV_READ | EV_PERSIST, rld_on_inotify, NULL);
     rld.ev_debounce = evtimer_new(rld.base, rld_on_debounce, NULL);
-    if (!rld.ev_ino || !rld.ev_debounce || event_add(rld.ev_ino, NULL) < 0)
+    rld.ev_rewatch = evtimer_new(rld.base, rld_on_rewatch, NULL);
+    if (!rld.ev_ino || !rld.ev_debounce || !rld.ev_rewatch || event_add(rld.ev_ino, NULL) < 0)
         return -1;
     return 0;
 }
@@ -802,6 +833,7 @@ int rld_start(struct event_base *base, const char *path, struct snap *initial)
         pthread_mutex_unlock(&rld.mu);
         return -1;
     }
+    rld.thr_started = true;
     log_info("reload: watching %s%s (SIGHUP, POST /reload)", path,
              rld.dir_mode ? " (directory of *.yaml)" : "");
     return 0;
@@ -811,17 +843,18 @@ int rld_start(struct event_base *base, const char *path, struct snap *initial)
 void rld_stop(void)
 {
     pthread_mutex_lock(&rld.mu);
-    bool was = rld.running;
     rld.running = false;
     rld.stop = true;
     pthread_cond_signal(&rld.cv_work);
     /* synchronous waiters see done == false and time out; wake them now */
     pthread_cond_broadcast(&rld.cv_done);
     pthread_mutex_unlock(&rld.mu);
-    if (was)
+    if (rld.thr_started)
         pthread_join(rld.thr, NULL);
+    rld.thr_started = false;
 
-    struct event **evs[] = { &rld.ev_hup, &rld.ev_done, &rld.ev_ino, &rld.ev_debounce };
+    struct event **evs[] = { &rld.ev_hup, &rld.ev_done, &rld.ev_ino, &rld.ev_debounce,
+                             &rld.ev_rewatch };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (*evs[i]) {
             event_free(*evs[i]);

@@ -113,6 +113,7 @@ struct seg {                           /* one YAML document of one file */
     const char *text;
     size_t len;
     unsigned line0;                    /* lines before it in its file */
+    unsigned decoded_line0;            /* cached: line0 when its objects were decoded */
     uint64_t hash;
     uint32_t first, n;                 /* its objects: objs.v[first .. first+n) */
     bool cached;                       /* objects reused from prev (not decoded now) */

@@ -44,6 +44,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,7 @@ struct snap_doc {
     char *key;                         /* "HASH/LEN/FILE" (malloc) */
     struct k8s_obj **objs;             /* refs */
     uint32_t nobjs;
+    unsigned line0;                    /* where the document began when its objects were decoded */
 };
 
 struct snap_objset {
@@ -406,34 +408,165 @@ static bool seg_decode(struct seg *g, struct k8s_objs *objs, struct cfg_errs *er
     return true;
 }
 
+/* one document to decode (possibly on the helper thread) */
+struct seg_job {
+    struct seg *g;
+    struct k8s_objs objs;              /* its objects, in order */
+    struct cfg_errs errs;              /* its diagnostics */
+    bool ok;                           /* false: not valid YAML */
+};
+
+struct seg_batch {
+    struct seg_job *jobs;
+    uint32_t from, to;
+};
+
+static void *decode_batch(void *arg)
+{
+    struct seg_batch *bt = arg;
+    for (uint32_t i = bt->from; i < bt->to; i++) {
+        struct seg_job *j = &bt->jobs[i];
+        j->ok = seg_decode(j->g, &j->objs, &j->errs);
+        if (!j->ok)
+            break; /* the load fails anyway: the rest of this batch is not needed */
+    }
+    return NULL;
+}
+
+/* below this many bytes to decode a second thread costs more than it saves */
+#define SNAP_PARALLEL_BYTES (256 * 1024)
+
+/* drops every diagnostic after the first n (an invalid-YAML load reports only that) */
+static void errs_truncate(struct cfg_errs *e, size_t n)
+{
+    while (e->n > n) {
+        struct cfg_err *x = &e->v[--e->n];
+        if (x->sev == CFG_ERROR)
+            e->nerrors--;
+        else
+            e->nwarnings--;
+        free(x->file);
+        free(x->obj);
+        free(x->msg);
+    }
+}
+
 /*
  * Reads and decodes the configuration into objs (file order), reusing the
- * objects of byte-identical documents from prev. false on unreadable input
- * or invalid YAML: nothing may apply then.
+ * objects of byte-identical documents from prev. Documents that must be
+ * decoded are independent (each has its own arenas and diagnostics), so a
+ * large batch is split between this thread and one helper; results are
+ * merged back in document order, so the outcome does not depend on it.
+ * false on unreadable input or invalid YAML: then errs holds only that one
+ * problem and nothing may apply.
  */
 static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
 {
+    size_t diag0 = b->errs->n;
     bool ok = read_config(path, &b->files, &b->nfiles, b->errs) == 0;
     const struct snap_objset *pos = b->prev ? b->prev->objects : NULL;
+    struct smap used = { 0 };
     for (size_t f = 0; ok && f < b->nfiles; f++)
         split_docs(b->files[f].path, b->files[f].text, b->files[f].len, &b->segs, &b->nsegs,
                    &b->capsegs);
-    for (uint32_t i = 0; ok && i < b->nsegs; i++) {
+    if (!ok)
+        return false;
+    if (pos)
+        smap_init(&used, b->nsegs);
+
+    /* reuse what can be reused; queue the rest */
+    const struct snap_doc **docs = calloc(b->nsegs ? b->nsegs : 1, sizeof(*docs));
+    struct seg_job *jobs = calloc(b->nsegs ? b->nsegs : 1, sizeof(*jobs));
+    uint32_t njobs = 0;
+    size_t bytes = 0;
+    if (!docs || !jobs)
+        abort();
+    for (uint32_t i = 0; i < b->nsegs; i++) {
         struct seg *g = &b->segs[i];
         g->hash = seg_hash(g->text, g->len);
         if (asprintf(&g->key, "%016llx/%zu/%s", (unsigned long long)g->hash, g->len, g->file) < 0)
             abort();
         const struct snap_doc *doc = pos ? smap_get(&pos->docidx, 0, g->key) : NULL;
-        if (doc) {
+        /* a document written twice must not yield the same object twice */
+        if (doc && !smap_set(&used, 0, g->key, (void *)doc)) {
+            docs[i] = doc;
+            continue;
+        }
+        jobs[njobs].g = g;
+        cfg_errs_init(&jobs[njobs].errs);
+        njobs++;
+        bytes += g->len;
+    }
+    smap_free(&used);
+
+    /* decode: the second half (by bytes) on a helper thread when it pays */
+    uint32_t split = njobs;
+    if (bytes >= SNAP_PARALLEL_BYTES && njobs > 1) {
+        size_t half = 0;
+        split = 0;
+        while (split < njobs && half < bytes / 2)
+            half += jobs[split++].g->len;
+    }
+    struct seg_batch mine = { jobs, 0, split }, theirs = { jobs, split, njobs };
+    pthread_t helper;
+    bool threaded = split < njobs && pthread_create(&helper, NULL, decode_batch, &theirs) == 0;
+    if (!threaded)
+        mine.to = njobs;
+    decode_batch(&mine);
+    if (threaded)
+        pthread_join(helper, NULL);
+
+    /* merge in document order */
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < b->nsegs && ok; i++) {
+        struct seg *g = &b->segs[i];
+        if (docs[i]) {
+            const struct snap_doc *doc = docs[i];
             g->first = objs->n;
             g->n = doc->nobjs;
             g->cached = true;
-            for (uint32_t j = 0; j < doc->nobjs; j++)
-                k8s_objs_push(objs, k8s_obj_ref(doc->objs[j]));
+            g->decoded_line0 = doc->line0;
+            /*
+             * Positions inside the reused objects are those of decode time;
+             * line_shift maps them to this file. Only the loader reads it
+             * (workers never look at positions), so setting it on a shared
+             * object is safe.
+             */
+            for (uint32_t k = 0; k < doc->nobjs; k++) {
+                doc->objs[k]->line_shift = (int32_t)g->line0 - (int32_t)doc->line0;
+                k8s_objs_push(objs, k8s_obj_ref(doc->objs[k]));
+            }
             continue;
         }
-        ok = seg_decode(g, objs, b->errs);
+        struct seg_job *jb = &jobs[j++];
+        if (!jb->ok) {
+            /* invalid YAML: that one error, nothing else */
+            errs_truncate(b->errs, diag0);
+            for (size_t e = 0; e < jb->errs.n; e++) {
+                const struct cfg_err *x = &jb->errs.v[e];
+                cfg_errs_add(b->errs, x->sev, x->file, x->line, x->col, x->obj, "%s", x->msg);
+            }
+            ok = false;
+            break;
+        }
+        g->first = objs->n;
+        g->cacheable = jb->errs.n == 0;
+        for (uint32_t k = 0; k < jb->objs.n; k++) {
+            jb->objs.v[k]->seq = objs->n;
+            k8s_objs_push(objs, jb->objs.v[k]);
+            jb->objs.v[k] = NULL;
+        }
+        for (size_t e = 0; e < jb->errs.n; e++) {
+            const struct cfg_err *x = &jb->errs.v[e];
+            cfg_errs_add(b->errs, x->sev, x->file, x->line, x->col, x->obj, "%s", x->msg);
+        }
     }
+    for (uint32_t k = 0; k < njobs; k++) {
+        k8s_objs_free(&jobs[k].objs);
+        cfg_errs_free(&jobs[k].errs);
+    }
+    free(jobs);
+    free(docs);
     return ok;
 }
 
@@ -486,6 +619,15 @@ static struct k8s_obj *materialize(struct build *b, struct k8s_objs *objs, uint3
     return objs->v[i];
 }
 
+/*
+ * Reads path (file or directory), decodes, checks and builds a snapshot; see
+ * snap.h. prev (may be NULL) lends the last good version of objects that are
+ * now broken, its decoded documents and its health entries; it is only read,
+ * and the caller keeps its ref for the whole call. Returns NULL (and changes
+ * nothing) when the input cannot be read or is not valid YAML, when no
+ * ProxyConfig survives, or with opts->strict on any error. Diagnostics are
+ * appended to errs, sorted by position. Loader thread or main.
+ */
 struct snap *snap_load(const char *path, const struct snap *prev, const struct snap_load_opts *opts,
                        struct cfg_errs *errs)
 {
@@ -516,7 +658,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
             o = materialize(&b, &objs, i);
             k8s_obj_error(o, errs, o->pos, "%s is already defined at %s:%u:%u",
                           o->kind == K8S_PROXYCONFIG ? "a ProxyConfig" : "this object", first->file,
-                          first->pos.line, first->pos.col);
+                          (unsigned)((int32_t)first->pos.line + first->line_shift),
+                          first->pos.col);
             quarantine(&b, o, false);
             k8s_obj_put(o);
             objs.v[i] = NULL;
@@ -559,7 +702,8 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     struct k8s_obj **segobjs = malloc((objs.n ? objs.n : 1) * sizeof(*segobjs));
     if (!segobjs)
         abort();
-    memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
+    if (objs.n)
+        memcpy(segobjs, objs.v, objs.n * sizeof(*segobjs));
 
     /* 3. quarantine: broken objects give way to their last good version, or drop out */
     for (uint32_t i = 0; i < objs.n; i++) {
@@ -625,6 +769,7 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
                 abort();
         }
         struct snap_doc *doc = &os->docs[os->ndocs++];
+        doc->line0 = g->cached ? g->decoded_line0 : g->line0;
         doc->key = g->key;
         g->key = NULL;
         doc->nobjs = g->n;
@@ -644,6 +789,11 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
     return s;
 }
 
+/*
+ * Drops one ref; the last one puts every health entry, frees the upstream
+ * SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
+ * the arena. Any thread (workers drop the last ref of an old snapshot).
+ */
 void snap_release(struct snap *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
@@ -663,6 +813,7 @@ void snap_release(struct snap *s)
     free(s);
 }
 
+/* linear: for the admin listener and tests, never the request path */
 const struct snap_backend *snap_find_backend(const struct snap *s, const char *name)
 {
     for (uint32_t i = 0; s && i < s->nbackends; i++)

@@ -177,6 +177,22 @@ void snap__check_service(struct build *b, struct k8s_obj *o)
 
 void snap__check_proxycfg(struct build *b, struct k8s_obj *o)
 {
+    const struct k8s_ing_backend *bk = &o->u.pc.default_backend;
+    if (bk->set && bk->service) {
+        const char *ns = bk->ns ? bk->ns : "default";
+        struct k8s_obj *so = find_any(b, K8S_SERVICE, nskey(b, ns, bk->service));
+        if (!so)
+            xerr(b, o, bk->pos, "spec.defaultBackend.service.name: Service %s/%s not found", ns,
+                 bk->service);
+        else if (!so->nerrors && bk->port_name && !svc_port(&so->u.svc, bk))
+            xerr(b, o, bk->port_pos,
+                 "spec.defaultBackend.service.port.name: Service %s/%s has no port named \"%s\"",
+                 ns, bk->service, bk->port_name);
+        else if (!so->nerrors && bk->port_number && !svc_port(&so->u.svc, bk))
+            xerr(b, o, bk->port_pos,
+                 "spec.defaultBackend.service.port.number: Service %s/%s has no port %u", ns,
+                 bk->service, bk->port_number);
+    }
     const char *dc = o->u.pc.s.default_certificate;
     if (dc && strchr(dc, '/')) {
         const char *ns, *name;
@@ -224,7 +240,8 @@ static void ep_push(struct build *b, const char *ip, uint32_t port, bool ready, 
  * The pod port for Service port sp in one group of endpoint ports: the port
  * named like the Service port (EndpointSlice controller rule; "" = unnamed),
  * else the one named like a named targetPort, else a numeric targetPort when
- * the group lists no ports at all (hand-written slices). 0 = none.
+ * the group lists no ports at all, else a group's single port when one side
+ * left it unnamed (hand-written slices and Endpoints). 0 = none.
  */
 static uint32_t group_port(const struct k8s_ep_port *ports, uint32_t n,
                            const struct k8s_svc_port *sp)
@@ -238,7 +255,7 @@ static uint32_t group_port(const struct k8s_ep_port *ports, uint32_t n,
                 return ports[i].port;
     if (n == 0 && sp->target.is_num)
         return sp->target.num;
-    if (n == 1 && !*ports[0].name && !*sp->name && ports[0].port)
+    if (n == 1 && (!*ports[0].name || !*sp->name) && ports[0].port)
         return ports[0].port;
     return 0;
 }
@@ -391,21 +408,54 @@ static struct hc_ep *prev_hc(const struct snap_backend *pb, struct smap *pmap, u
     return pe->hc;
 }
 
+/* decimal of v into buf[12], returns the start */
+static const char *u32_str(uint32_t v, char buf[12])
+{
+    char *q = buf + 11;
+    *q = '\0';
+    do
+        *--q = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return q;
+}
+
+/* appends s to buf (NUL-terminated); false when it does not fit */
+static bool buf_cat(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t l = strlen(s);
+    if (*len + l + 1 > cap)
+        return false;
+    memcpy(buf + *len, s, l + 1);
+    *len += l;
+    return true;
+}
+
 /* the backend index for an Ingress backend, creating it on first use; -1 = none */
 static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct k8s_ing_backend *bk)
 {
     if (!bk->set || !bk->service || bk->has_resource)
         return -1;
-    const struct k8s_policy *ip = &ingo->u.ing.policy;
-    const char *svckey = nskey(b, ingo->meta.ns, bk->service);
+    /* an Ingress's backends live in its namespace; ProxyConfig's names one */
+    bool is_ing = ingo->kind == K8S_INGRESS;
+    struct k8s_policy none;
+    k8s_policy_init(&none);
+    const struct k8s_policy *ip = is_ing ? &ingo->u.ing.policy : &none;
+    const char *svckey = nskey(b, is_ing ? ingo->meta.ns : bk->ns ? bk->ns : "default", bk->service);
     const struct k8s_obj *so = snap__find(b, K8S_SERVICE, svckey);
     const struct k8s_svc_port *sp = so ? svc_port(&so->u.svc, bk) : NULL;
-    char portbuf[16];
-    const char *port = sp ? (snprintf(portbuf, sizeof(portbuf), "%u", sp->port), portbuf)
-                          : bk->port_name ? bk->port_name
-                                          : (snprintf(portbuf, sizeof(portbuf), "%u", bk->port_number), portbuf);
-    const char *name = ip->any ? arena_printf(b->a, "%s:%s@%s", svckey, port, ingo->key)
-                               : arena_printf(b->a, "%s:%s", svckey, port);
+    /* the name, built on the stack: most calls find an existing backend */
+    char namebuf[768], portbuf[12];
+    const char *port = bk->port_name && !sp ? bk->port_name
+                                            : u32_str(sp ? sp->port : bk->port_number, portbuf);
+    size_t nl = 0;
+    bool fits = buf_cat(namebuf, sizeof(namebuf), &nl, svckey) &&
+                buf_cat(namebuf, sizeof(namebuf), &nl, ":") &&
+                buf_cat(namebuf, sizeof(namebuf), &nl, port) &&
+                (!ip->any || (buf_cat(namebuf, sizeof(namebuf), &nl, "@") &&
+                              buf_cat(namebuf, sizeof(namebuf), &nl, ingo->key)));
+    if (!fits)
+        return -1; /* names are bounded by the API (253 + 63 + 253 + ...) */
+    const char *name = namebuf;
     uintptr_t have = (uintptr_t)smap_get(&b->be_idx, 0, name);
     if (have)
         return (int)(have - 1);
@@ -418,6 +468,7 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
             abort();
     }
     uint32_t idx = b->nbes++;
+    name = arena_strndup(b->a, namebuf, nl);
     smap_set(&b->be_idx, 0, name, (void *)(uintptr_t)(idx + 1));
     struct snap_backend *be = &b->bes[idx];
     const struct snap_settings *cfg = &b->s->cfg;
@@ -448,7 +499,7 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
             ca = find_ca(b, so, svc->policy.upstream_ca, &calen);
     }
     apply_policy(be, ip);
-    if (ip->upstream_ca)
+    if (is_ing && ip->upstream_ca)
         ca = find_ca(b, ingo, ip->upstream_ca, &calen);
     if (so && so->u.svc.type == K8S_SVC_EXTERNALNAME) {
         be->external_name = so->u.svc.external_name;
@@ -511,7 +562,8 @@ static struct snap_route *new_action(struct build *b, const struct k8s_obj *o, c
     act->host = host;
     act->path = path;
     act->has_tls = host_covered(ing, host);
-    act->ssl_redirect = act->has_tls && ing->annot.ssl_redirect != 0 && b->any_tls_listener;
+    act->ssl_redirect = ((act->has_tls && ing->annot.ssl_redirect != 0) ||
+                         ing->annot.force_ssl_redirect) && b->any_tls_listener;
     act->rewrite_target = ing->annot.rewrite_target;
     act->rewrite_len = act->rewrite_target ? (uint32_t)strlen(act->rewrite_target) : 0;
     act->has_max_body_size = ing->annot.has_body_size;
@@ -540,7 +592,7 @@ static void add_route(struct build *b, const struct k8s_obj *o, const struct k8s
         .type = regex ? ROUTE_REGEX : p->path_type == K8S_PATH_EXACT ? ROUTE_EXACT : ROUTE_PREFIX,
         .action = act,
         .file = o->file,
-        .line = p->pos.line,
+        .line = (unsigned)((int32_t)p->pos.line + o->line_shift),
         .col = p->pos.col,
         .obj = o->id,
     };
@@ -642,6 +694,13 @@ struct snap *snap__build(struct build *b, const char *path)
             b->defrec.act = new_action(b, o, NULL, NULL, false);
             b->defrec.be = backend_for(b, o, &ing->default_backend);
         }
+    }
+    if (!b->defrec.act && pc->default_backend.set) {
+        struct snap_route *act = arena_calloc(b->a, 1, sizeof(*act));
+        act->ingress = "ProxyConfig";
+        act->seq = b->nspecs;
+        b->defrec.act = act;
+        b->defrec.be = backend_for(b, b->pc, &pc->default_backend);
     }
     s->nrules = b->nspecs;
 

@@ -189,7 +189,7 @@ SSL_CTX *tls__cache_get(const struct tls_cert_spec *sp, const struct snap_tls_co
         return e->ctx;
     }
     struct tls_pem p = { 0 };
-    if (tls__pem_load(sp->crt, sp->crtlen, sp->key, sp->keylen, &p, msg, msglen) < 0)
+    if (tls__pem_load_shared(sp->crt, sp->crtlen, sp->key, sp->keylen, &p, msg, msglen) < 0)
         return NULL;
     SSL_CTX *ctx = tls__server_ctx_new(NULL, conf, p.leaf, p.chain, p.key, msg, msglen);
     tls__pem_clear(&p);

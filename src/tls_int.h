@@ -45,6 +45,9 @@ struct tls_pem {
 int tls__pem_load(const unsigned char *crt, size_t crtlen, const unsigned char *key,
                   size_t keylen, struct tls_pem *out, char *msg, size_t msglen);
 void tls__pem_clear(struct tls_pem *p);
+/* the same through a process-wide memo (shared with tls_check_pair): parses once per content */
+int tls__pem_load_shared(const unsigned char *crt, size_t crtlen, const unsigned char *key,
+                         size_t keylen, struct tls_pem *out, char *msg, size_t msglen);
 
 /* the generated default certificate (EC P-256, CN ingressd-default); made once per process */
 int tls__selfsigned(X509 **crt, EVP_PKEY **key);

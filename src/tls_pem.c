@@ -11,15 +11,21 @@
  *               rather than letting OpenSSL prompt on a terminal)
  *   then     -> X509_check_private_key, validity dates (tls_check_pair only)
  *
+ * Parsing is slow on OpenSSL 3.0 (~0.6 ms a pair) and the loader sees every
+ * Secret again on every reload, so parsed pairs are memoised by content
+ * digest and shared by tls_check_pair and the store build (tls_cache.c).
+ *
  * Also here: the self-signed default certificate, generated once per process
  * the first time a store needs it (EC P-256 keygen is ~1 ms, but reusing it
  * keeps the default certificate stable across reloads, which clients that pin
- * or cache it notice), and upstream client contexts.
+ * or cache it notice), and upstream client contexts (shared by trust).
  *
- * Threads: the tls__pem_* and tls_check_pair functions touch only their
- * arguments and the calling thread's OpenSSL error queue. The self-signed pair
- * is created under pthread_once and immutable afterwards; X509/EVP_PKEY are
- * refcounted, every SSL_CTX using them takes its own reference.
+ * Threads: loader (and main for -t). tls__pem_load touches only its arguments
+ * and the calling thread's OpenSSL error queue; the memo and the client
+ * context list have their own mutexes (never taken on a worker). The
+ * self-signed pair is created under pthread_once and immutable afterwards;
+ * X509/EVP_PKEY are refcounted, every SSL_CTX using them takes its own
+ * reference, so the memo may drop its own at any time.
  */
 #include "ingressd/tls.h"
 
@@ -162,11 +168,13 @@ static void tls_fmt_time(const ASN1_TIME *t, char *buf, size_t len)
 
 /*
  * The configuration loader re-decodes every Secret on every reload, and on
- * OpenSSL 3.0 parsing a pair costs ~0.7 ms (the PEM decoders), so a thousand
- * unchanged Secrets would add most of a second to each reload. Results are
- * remembered by SHA-256 of (crt, key): the parse outcome and the validity
- * dates, which are compared with the clock on every call. A small set-
- * associative table, overwritten round-robin: a miss only costs a parse.
+ * OpenSSL 3.0 parsing a pair costs ~0.6 ms (the PEM decoders), so a thousand
+ * unchanged Secrets would add most of a second to each reload, and a new
+ * Secret would be parsed twice (tls_check_pair, then tls_store_build). Parsed
+ * pairs are remembered by SHA-256 of (crt, key): the objects themselves
+ * (refcounted; handed out with a new reference) or the parse error, plus the
+ * validity dates, compared with the clock on every call. A set-associative
+ * table overwritten round-robin: a miss only costs a parse.
  */
 #define TLS_MEMO_SETS 1024
 #define TLS_MEMO_WAYS 4
@@ -175,6 +183,7 @@ struct tls_memo {
     unsigned char digest[32];
     bool used;
     bool parsed;                        /* false: msg holds the parse/match error */
+    struct tls_pem pem;                 /* owned refs when parsed */
     time_t not_before, not_after;
     char nb_txt[24], na_txt[24];        /* as printed in messages */
     char msg[160];
@@ -196,18 +205,16 @@ static bool tls_asn1_time(const ASN1_TIME *t, time_t *out)
 static void tls_memo_fill(struct tls_memo *m, const unsigned char *crt, size_t crtlen,
                           const unsigned char *key, size_t keylen)
 {
-    struct tls_pem p;
-    m->parsed = tls__pem_load(crt, crtlen, key, keylen, &p, m->msg, sizeof(m->msg)) == 0;
+    m->parsed = tls__pem_load(crt, crtlen, key, keylen, &m->pem, m->msg, sizeof(m->msg)) == 0;
     if (!m->parsed)
         return;
-    const ASN1_TIME *nb = X509_get0_notBefore(p.leaf), *na = X509_get0_notAfter(p.leaf);
+    const ASN1_TIME *nb = X509_get0_notBefore(m->pem.leaf), *na = X509_get0_notAfter(m->pem.leaf);
     tls_fmt_time(nb, m->nb_txt, sizeof(m->nb_txt));
     tls_fmt_time(na, m->na_txt, sizeof(m->na_txt));
     if (!tls_asn1_time(nb, &m->not_before))
         m->not_before = 0;
     if (!tls_asn1_time(na, &m->not_after))
         m->not_after = 0; /* unreadable: treated as expired, as X509_cmp_current_time would */
-    tls__pem_clear(&p);
 }
 
 static bool tls_pair_digest(const unsigned char *crt, size_t crtlen, const unsigned char *key,
@@ -226,6 +233,78 @@ static bool tls_pair_digest(const unsigned char *crt, size_t crtlen, const unsig
     return ok;
 }
 
+/* the memo entry for a pair, parsing on a miss; NULL when there is no memo. Lock held. */
+static struct tls_memo *tls_memo_get(const unsigned char *crt, size_t crtlen,
+                                     const unsigned char *key, size_t keylen)
+{
+    unsigned char d[32];
+    if (!tls_pair_digest(crt, crtlen, key, keylen, d))
+        return NULL;
+    if (!tls_memo && !(tls_memo = calloc(TLS_MEMO_SETS * TLS_MEMO_WAYS, sizeof(*tls_memo))))
+        return NULL;
+    size_t set;
+    memcpy(&set, d, sizeof(set));
+    set %= TLS_MEMO_SETS;
+    struct tls_memo *ways = &tls_memo[set * TLS_MEMO_WAYS];
+    for (int i = 0; i < TLS_MEMO_WAYS; i++)
+        if (ways[i].used && memcmp(ways[i].digest, d, sizeof(d)) == 0)
+            return &ways[i];
+    struct tls_memo *m = &ways[tls_memo_next[set]++ % TLS_MEMO_WAYS];
+    tls__pem_clear(&m->pem);
+    memset(m, 0, sizeof(*m));
+    tls_memo_fill(m, crt, crtlen, key, keylen);
+    memcpy(m->digest, d, sizeof(d));
+    m->used = true;
+    return m;
+}
+
+/* out gets new references to p's objects */
+static int tls_pem_copy(const struct tls_pem *p, struct tls_pem *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!(out->chain = sk_X509_new_null()))
+        return -1;
+    for (int i = 0; i < sk_X509_num(p->chain); i++) {
+        X509 *x = sk_X509_value(p->chain, i);
+        if (!sk_X509_push(out->chain, x)) {
+            tls__pem_clear(out);
+            return -1;
+        }
+        X509_up_ref(x);
+    }
+    X509_up_ref(p->leaf);
+    out->leaf = p->leaf;
+    EVP_PKEY_up_ref(p->key);
+    out->key = p->key;
+    return 0;
+}
+
+/*
+ * tls__pem_load through the memo: the second caller for the same bytes (the
+ * store build after tls_check_pair, or the next reload) gets the parsed
+ * objects without parsing. Same contract as tls__pem_load.
+ */
+int tls__pem_load_shared(const unsigned char *crt, size_t crtlen, const unsigned char *key,
+                         size_t keylen, struct tls_pem *out, char *msg, size_t msglen)
+{
+    int rc;
+    pthread_mutex_lock(&tls_memo_mu);
+    struct tls_memo *m = tls_memo_get(crt, crtlen, key, keylen);
+    if (!m)
+        rc = tls__pem_load(crt, crtlen, key, keylen, out, msg, msglen);
+    else if (!m->parsed) {
+        snprintf(msg, msglen, "%s", m->msg);
+        rc = -1;
+    } else if (tls_pem_copy(&m->pem, out) < 0) {
+        snprintf(msg, msglen, "out of memory");
+        rc = -1;
+    } else {
+        rc = 0;
+    }
+    pthread_mutex_unlock(&tls_memo_mu);
+    return rc;
+}
+
 /*
  * Validates one Secret's pair. Returns 0 when it may be served: msg is then
  * empty, or, when allow_expired let an out-of-date certificate through, holds
@@ -236,35 +315,17 @@ static bool tls_pair_digest(const unsigned char *crt, size_t crtlen, const unsig
 int tls_check_pair(const unsigned char *crt, size_t crtlen, const unsigned char *key,
                    size_t keylen, bool allow_expired, char *msg, size_t msglen)
 {
-    unsigned char d[32];
-    struct tls_memo local = { 0 }, *m = &local;
-    bool memo = tls_pair_digest(crt, crtlen, key, keylen, d);
+    struct tls_memo local = { 0 };
+    int rc = 0;
 
     if (msglen)
         msg[0] = '\0';
     pthread_mutex_lock(&tls_memo_mu);
-    if (memo && !tls_memo)
-        tls_memo = calloc(TLS_MEMO_SETS * TLS_MEMO_WAYS, sizeof(*tls_memo));
-    if (memo && tls_memo) {
-        size_t set;
-        memcpy(&set, d, sizeof(set));
-        set %= TLS_MEMO_SETS;
-        struct tls_memo *ways = &tls_memo[set * TLS_MEMO_WAYS];
-        m = NULL;
-        for (int i = 0; i < TLS_MEMO_WAYS && !m; i++)
-            if (ways[i].used && memcmp(ways[i].digest, d, sizeof(d)) == 0)
-                m = &ways[i];
-        if (!m) {
-            m = &ways[tls_memo_next[set]++ % TLS_MEMO_WAYS];
-            memset(m, 0, sizeof(*m));
-            tls_memo_fill(m, crt, crtlen, key, keylen);
-            memcpy(m->digest, d, sizeof(d));
-            m->used = true;
-        }
-    } else {
+    struct tls_memo *m = tls_memo_get(crt, crtlen, key, keylen);
+    if (!m) {
+        m = &local;
         tls_memo_fill(m, crt, crtlen, key, keylen);
     }
-    int rc = 0;
     time_t now = time(NULL);
     if (!m->parsed) {
         snprintf(msg, msglen, "%s", m->msg);
@@ -277,6 +338,7 @@ int tls_check_pair(const unsigned char *crt, size_t crtlen, const unsigned char 
         rc = allow_expired ? 0 : -1;
     }
     pthread_mutex_unlock(&tls_memo_mu);
+    tls__pem_clear(&local.pem);
     return rc;
 }
 

@@ -177,9 +177,14 @@ static int tls_tk_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
 
     if (!tls_tk_ok)
         return enc ? -1 : 0;
-    if (tls_now_ms() - atomic_load_explicit(&tls_tk_born_ms, memory_order_relaxed)
-        >= atomic_load_explicit(&tls_tk_rotate_ms, memory_order_relaxed))
+    uint64_t age = tls_now_ms() - atomic_load_explicit(&tls_tk_born_ms, memory_order_relaxed);
+    uint64_t period = atomic_load_explicit(&tls_tk_rotate_ms, memory_order_relaxed);
+    if (age >= period) {
         tls_tk_rotate();
+        /* idle for two periods or more: the old current key is too old to be kept as previous */
+        if (age >= 2 * period)
+            tls_tk_rotate();
+    }
     tls_tk_read(&cur, &prev, &has_prev);
     if (enc) {
         int ivlen = EVP_CIPHER_get_iv_length(tls_tk_aes);

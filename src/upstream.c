@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingressd/conn.h"
 #include "ingressd/log.h"
 #include "ingressd/proxy.h"
 #include "ingressd/snap.h"
@@ -59,6 +60,50 @@ struct ups_table {
 static void ups_readcb(struct bufferevent *bev, void *arg);
 static void ups_writecb(struct bufferevent *bev, void *arg);
 static void ups_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void ups_revcb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- reading: plain sockets through our own event, TLS through the bufferevent ---- */
+
+static void rev_apply(struct ups_conn *u)
+{
+    if (u->tls) {
+        struct timeval tv = { u->rto_ms / 1000, (u->rto_ms % 1000) * 1000 };
+        bufferevent_set_timeouts(u->bev, u->reading && u->rto_ms ? &tv : NULL, NULL);
+        if (u->reading)
+            bufferevent_enable(u->bev, EV_READ);
+        else
+            bufferevent_disable(u->bev, EV_READ);
+        return;
+    }
+    if (!u->rev_set)
+        return; /* applied once connected */
+    if (!u->reading) {
+        event_del(&u->rev);
+    } else if (u->rto_ms) {
+        struct timeval tv = { u->rto_ms / 1000, (u->rto_ms % 1000) * 1000 };
+        event_add(&u->rev, &tv);
+    } else {
+        event_add(&u->rev, NULL);
+    }
+}
+
+void ups_read_enable(struct ups_conn *u, bool on)
+{
+    if (u->reading == on && !u->tls)
+        return;
+    u->reading = on;
+    rev_apply(u);
+}
+
+void ups_read_timeout(struct ups_conn *u, uint32_t ms)
+{
+    if (u->rto_ms == ms && !u->tls)
+        return;
+    u->rto_ms = ms;
+    if (u->reading)
+        rev_apply(u);
+}
 
 static uint32_t sa_hash(const struct sockaddr_storage *sa, bool tls)
 {
@@ -166,8 +211,9 @@ struct ups_conn *ups_get(struct wrk *w, const struct snap_backend *be, const str
         u->reused = true;
         u->req = req;
         memset(&u->scan, 0, sizeof(u->scan));
-        bufferevent_set_timeouts(u->bev, NULL, NULL);
-        bufferevent_enable(u->bev, u->tls ? EV_READ | EV_WRITE : EV_READ);
+        u->rto_ms = 0;
+        u->reading = false;
+        ups_read_enable(u, true);
         return u;
     }
     u = conn_alloc(w);
@@ -205,7 +251,9 @@ struct ups_conn *ups_get(struct wrk *w, const struct snap_backend *be, const str
         conn_release(w, u);
         return NULL;
     }
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(u->bev, tls ? EV_READ | EV_WRITE : EV_WRITE);
+    u->reading = true; /* from the connect on (applied at CONNECTED for plain) */
+    u->rdsize = 4096;
     u->pool = p;
     p->nbusy++;
     u->req = req;
@@ -234,6 +282,9 @@ void ups_close(struct ups_conn *u)
     unlink_pool(u);
     u->dead = true;
     u->req = NULL;
+    if (u->rev_set)
+        event_del(&u->rev);
+    u->reading = false;
     bufferevent_disable(u->bev, EV_READ | EV_WRITE);
     bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
     TAILQ_INSERT_TAIL(&u->w->ups_dead, u, link);
@@ -260,10 +311,11 @@ void ups_put(struct ups_conn *u)
     uint32_t ims = w->snap->cfg.timeouts.upstream_idle;
     if (!ims)
         ims = 60000;
-    struct timeval tv = { ims / 1000, (ims % 1000) * 1000 };
-    bufferevent_set_timeouts(u->bev, &tv, NULL);
-    bufferevent_disable(u->bev, EV_WRITE);
-    bufferevent_enable(u->bev, EV_READ);
+    if (!u->tls)
+        bufferevent_disable(u->bev, EV_WRITE);
+    u->rto_ms = ims;
+    u->reading = false;
+    ups_read_enable(u, true);
 }
 
 void ups_flush(struct ups_conn *u)
@@ -308,8 +360,12 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg)
         u->connected = true;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (!u->tls) {
-            /* from now on writes are optimistic (ups_flush) */
-            bufferevent_disable(bev, EV_WRITE);
+            /* from now on writes are optimistic (ups_flush), reads ours */
+            bufferevent_disable(bev, EV_READ | EV_WRITE);
+            event_assign(&u->rev, u->w->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST,
+                         ups_revcb, u);
+            u->rev_set = true;
+            rev_apply(u);
             ups_flush(u);
         }
     }
@@ -317,6 +373,22 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg)
         px_us_event(u->req, what);
     else if (!(what & BEV_EVENT_CONNECTED))
         ups_close(u);
+}
+
+static void ups_revcb(evutil_socket_t fd, short what, void *arg)
+{
+    struct ups_conn *u = arg;
+    if (what & EV_TIMEOUT) {
+        ups_eventcb(u->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, u);
+        return;
+    }
+    int n = conn_sock_read(u->bev, fd, &u->rdsize);
+    if (n > 0)
+        ups_readcb(u->bev, u);
+    else if (n == 0)
+        ups_eventcb(u->bev, BEV_EVENT_EOF | BEV_EVENT_READING, u);
+    else if (n == -1)
+        ups_eventcb(u->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, u);
 }
 
 /* ---- sweep, reap, fini ---- */

@@ -29,6 +29,7 @@
 #include "ingressd/wrk.h"
 
 #include <errno.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,9 @@ static void *worker_main(void *arg)
     lsn_close_all(w);
     conn_free_all(w);
     conn_reap(w);
+    if (w->dns)
+        evdns_base_free(w->dns, 1);
+    w->dns = NULL;
     ups_fini(w);
     ups_reap(w);
     px_free_all(w);

@@ -42,6 +42,10 @@ struct conn {
     struct bufferevent *bev;           /* owns the fd (BEV_OPT_CLOSE_ON_FREE) */
     SSL *ssl;                          /* TLS listeners: owned by bev */
     struct event timer;                /* header / idle / body timeouts */
+    struct event rev;                  /* plain sockets: our own read event (no FIONREAD) */
+    uint32_t rdsize;                   /* adaptive read size */
+    uint32_t rto_ms;                   /* read timeout while reading (tunnels) */
+    bool reading;                      /* read interest on */
     struct px_req *req;                /* the request in progress, or NULL */
     struct h1_scan scan;               /* head search progress */
     struct sockaddr_storage peer;
@@ -57,6 +61,18 @@ struct conn {
     struct conn *next_free;
 };
 
+/*
+ * Plain sockets are read here, not by the bufferevent: libevent's
+ * evbuffer_read() asks FIONREAD before every read, an extra syscall per
+ * read. Reads append to the bufferevent's input buffer, so everything else
+ * keeps using bufferevent_get_input(). Returns bytes read, 0 on EOF, -1 on
+ * error, -2 when nothing was there. *rdsize adapts to the traffic.
+ */
+int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize);
+/* read interest on/off (plain: our event; TLS: the bufferevent's) */
+void conn_read_enable(struct conn *c, bool on);
+/* read timeout while reading is on; 0 = none */
+void conn_read_timeout(struct conn *c, uint32_t ms);
 /* takes ownership of fd accepted on l */
 void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen);
 /* the request ended: back to keep-alive (or closed when close is true) */

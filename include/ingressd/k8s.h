@@ -100,12 +100,25 @@ struct k8s_policy {                    /* overrides; -1 / 0 / NULL = not given *
 struct k8s_ing_annot {                 /* routing behaviour from Ingress annotations */
     bool use_regex;
     int ssl_redirect;                  /* -1 not given */
+    bool force_ssl_redirect;           /* redirect even without spec.tls for the host */
     const char *rewrite_target;
     bool has_body_size;
     uint64_t max_body_size;            /* nginx.ingress.kubernetes.io/proxy-body-size */
 };
 
 /* ---- ProxyConfig (ingressd/v1) ---- */
+
+struct k8s_ing_backend {
+    bool set;
+    const char *service;               /* backend.service.name */
+    const char *ns;                    /* ProxyConfig only: service.namespace (NULL = default) */
+    const char *port_name;             /* backend.service.port.name or NULL */
+    uint32_t port_number;              /* backend.service.port.number or 0 */
+    bool has_resource;                 /* backend.resource (not supported: no route) */
+    struct k8s_pos pos;                /* of backend.service */
+    struct k8s_pos port_pos;
+};
+
 
 struct k8s_listen {
     const char *address;
@@ -119,19 +132,11 @@ struct k8s_proxycfg {
     struct k8s_pos listen_pos;
     struct snap_settings s;            /* everything else, defaults applied */
     struct k8s_pos admin_pos, defcert_pos, tls_pos;
+    struct k8s_ing_backend default_backend; /* spec.defaultBackend (last resort before 404) */
 };
 
 /* ---- Ingress ---- */
 
-struct k8s_ing_backend {
-    bool set;
-    const char *service;               /* backend.service.name */
-    const char *port_name;             /* backend.service.port.name or NULL */
-    uint32_t port_number;              /* backend.service.port.number or 0 */
-    bool has_resource;                 /* backend.resource (not supported: no route) */
-    struct k8s_pos pos;                /* of backend.service */
-    struct k8s_pos port_pos;
-};
 
 enum k8s_path_type { K8S_PATH_EXACT = 0, K8S_PATH_PREFIX, K8S_PATH_IMPL };
 
@@ -297,8 +302,8 @@ struct k8s_obj {
     const char *file;
     struct k8s_pos pos;                /* of the object's map */
     struct k8s_meta meta;
-    uint64_t src_hash;                 /* FNV of the source bytes (unchanged-object detection) */
     uint32_t seq;                      /* position in the stream (file order) */
+    int32_t line_shift;                /* reused on a reload: add to every line (loader only) */
     uint32_t nerrors;                  /* decode + cross-check errors (0 = good) */
     const char *first_error;           /* first error message, for quarantine records */
     struct k8s_pos first_error_pos;
@@ -345,6 +350,9 @@ void k8s_obj_error(struct k8s_obj *o, struct cfg_errs *errs, struct k8s_pos pos,
                    ...) __attribute__((format(printf, 4, 5)));
 void k8s_obj_warn(struct k8s_obj *o, struct cfg_errs *errs, struct k8s_pos pos, const char *fmt,
                   ...) __attribute__((format(printf, 4, 5)));
+
+/* a policy with nothing given (every override "not set") */
+void k8s_policy_init(struct k8s_policy *p);
 
 /* annotation / label value or NULL */
 const char *k8s_kv_get(const struct k8s_kvs *kv, const char *k);

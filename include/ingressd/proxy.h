@@ -14,6 +14,7 @@
 
 #include "ingressd/http1.h"
 #include "ingressd/lb.h"
+#include "ingressd/snap-t.h"
 
 struct conn;
 struct wrk;
@@ -22,11 +23,13 @@ struct snap_route;
 struct snap_backend;
 struct snap_endpoint;
 struct ups_conn;
+struct evdns_getaddrinfo_request;
 
 #define PX_MAGIC 0x50585251u
 
 enum px_state {
     PX_NEW = 0,
+    PX_RESOLVING,                      /* ExternalName: waiting for DNS */
     PX_CONNECTING,                     /* waiting for the pod connection */
     PX_WAIT_RESP,                      /* request sent (body may still stream) */
     PX_RESP_BODY,                      /* response head forwarded, body streaming */
@@ -47,6 +50,8 @@ struct px_req {
     struct lb_req lbr;
     enum lb_result last_res;           /* why the last attempt failed */
     bool fresh_retry;                  /* the dead-pooled-connection retry was used */
+    struct snap_endpoint ext_ep;       /* ExternalName: the resolved address */
+    struct evdns_getaddrinfo_request *dnsreq; /* in flight, or NULL */
     char *raw;                         /* copy of the request head (views point here) */
     uint32_t rawcap;
     struct h1_msg req;                 /* request (body framing state) */
@@ -68,6 +73,7 @@ struct px_req {
     bool close_after;                  /* Connection: close on this response */
     bool dechunk;                      /* HTTP/1.0 client, chunked response */
     bool sent_100;
+    bool ds_eof;                       /* the client half-closed (no more input) */
     bool retry_begun;
     bool ds_paused, us_paused;         /* backpressure */
     unsigned attempts;

@@ -4,7 +4,8 @@
  * path, POST /reload) only *request* a reload; the loader thread runs
  * snap_load() off the worker loops, then publishes the result to the workers,
  * the health checker and the admin view. One reload at a time, none lost: a
- * request arriving during a reload causes exactly one more after it.
+ * request arriving during a reload causes exactly one more after it. The
+ * outcome is reported once every worker serves the new generation.
  */
 #ifndef INGRESSD_RLD_H
 #define INGRESSD_RLD_H
@@ -39,7 +40,11 @@ typedef void (*rld_done_fn)(void *arg, int rc, const struct rld_status *st);
 int rld_start(struct event_base *base, const char *path, struct snap *initial);
 /* any thread; returns at once */
 void rld_request(const char *why);
-/* request a reload and wait for its outcome (admin POST /reload); 0 when applied */
+/*
+ * request a reload and block until its outcome (any thread but M, whose loop
+ * would stall: admin uses rld_request_async). 0 when applied, <0 rejected,
+ * -ETIMEDOUT when not done within timeout_ms (the reload still happens).
+ */
 int rld_request_wait(const char *why, uint32_t timeout_ms);
 /*
  * request a reload and get its outcome later through cb on the main loop

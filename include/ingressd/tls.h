@@ -64,7 +64,9 @@ SSL *tls_new_server_ssl(struct tls_store *ts);
 /* true when host is covered by the certificate the connection presented (421 otherwise) */
 bool tls_ssl_covers_host(SSL *ssl, const char *host, size_t hostlen);
 
-/* upstream (backend-protocol HTTPS) client context; ca may be NULL (no verify) */
+/* upstream (backend-protocol HTTPS) client context; ca may be NULL (no verify).
+ * Returns a reference (release with SSL_CTX_free); contexts with the same
+ * (verify, ca) are shared, so do not change its settings. */
 SSL_CTX *tls_client_ctx_new(const unsigned char *ca, size_t calen, bool verify, char *msg,
                             size_t msglen);
 

@@ -10,6 +10,7 @@
 #ifndef INGRESSD_UPSTREAM_H
 #define INGRESSD_UPSTREAM_H
 
+#include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -36,6 +37,11 @@ struct ups_conn {
     bool idle;                         /* in pool->idle */
     bool dead;
     bool tls;
+    bool reading;                      /* read interest on */
+    bool rev_set;                      /* rev assigned (plain, connected) */
+    uint32_t rto_ms;                   /* read timeout while reading, 0 = none */
+    uint32_t rdsize;                   /* adaptive read size */
+    struct event rev;                  /* plain: our own read event (see conn_sock_read) */
     TAILQ_ENTRY(ups_conn) link;        /* pool->idle or w->ups_dead */
 };
 
@@ -51,6 +57,9 @@ struct ups_conn *ups_get(struct wrk *w, const struct snap_backend *be,
                          const struct snap_endpoint *ep, struct px_req *req, bool fresh);
 /* gives a finished connection back to its pool (or closes it if full) */
 void ups_put(struct ups_conn *u);
+/* read interest on/off, and the read timeout while on (0 = none) */
+void ups_read_enable(struct ups_conn *u, bool on);
+void ups_read_timeout(struct ups_conn *u, uint32_t ms);
 /* writes queued output now (see conn_flush) */
 void ups_flush(struct ups_conn *u);
 /* closes (deferred free) */

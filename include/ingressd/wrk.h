@@ -43,6 +43,7 @@ struct conn;
 struct px_req;
 struct ups_conn;
 struct ups_table;
+struct evdns_base;
 
 /* per-worker counters: written by the owning worker only (relaxed load+store),
  * read by anyone with relaxed loads (wrk_pool_stats, /metrics) */
@@ -90,6 +91,7 @@ struct wrk {
     struct conn *conn_free;            /* free-list of connection objects */
     unsigned nreq_free, nconn_free;
     struct ups_table *ups;             /* upstream keep-alive pools */
+    struct evdns_base *dns;            /* ExternalName lookups (created on first use) */
     int alog_fd;                       /* access log (-1 none), opened lazily */
     char *alog_path;                   /* the path alog_fd was opened for */
     char reqid_prefix[17];             /* random hex, per worker */

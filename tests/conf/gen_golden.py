@@ -366,3 +366,8 @@ more["49-duplicate-field"] = base(svc=SVC.replace("  ports:\n", "  type: Cluster
 more["50-duplicate-top-level-field"] = base(svc=SVC + "spec: {}\n")
 for k, v in more.items():
     open(f'tests/conf/invalid/{k}.yaml', 'w').write(v)
+
+more2 = {}
+more2["51-default-backend-missing-service"] = base("  defaultBackend:\n    service:\n      name: fallback\n      port:\n        number: 80\n")
+for k, v in more2.items():
+    open(f'tests/conf/invalid/{k}.yaml', 'w').write(v)

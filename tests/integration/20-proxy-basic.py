@@ -310,4 +310,49 @@ def connect_failure_retried_on_another_endpoint():
         check(st == 200 and h["X-Pod"] == "pod-a", "request %d: %s" % (i, st))
 
 
+@test
+def external_name_services():
+    Pod("127.0.0.1:%d" % (BASE + 5), "ext-local")
+    Pod("127.0.0.6:%d" % (BASE + 5), "ext-ip")
+    p = Proxy(proxy_config(listen=[LISTEN], workers=1) +
+              service("byname", [("http", BASE + 5, BASE + 5)], type="ExternalName",
+                      external_name="localhost") +
+              service("byip", [("http", BASE + 5, BASE + 5)], type="ExternalName",
+                      external_name="127.0.0.6") +
+              ingress("web", [("n.test", "/", "Prefix", "byname", BASE + 5),
+                              ("i.test", "/", "Prefix", "byip", BASE + 5)]))
+    for i in range(3):  # the first resolves, the others hit the worker's cache
+        st, h, _ = http("GET", p.url("/"), {"Host": "n.test"})
+        check(st == 200 and h["X-Pod"] == "ext-local", "ExternalName localhost: %s %s" %
+              (st, h["X-Pod"]))
+    st, h, _ = http("GET", p.url("/"), {"Host": "i.test"})
+    check(st == 200 and h["X-Pod"] == "ext-ip", "ExternalName 127.0.0.6: %s %s" % (st, h["X-Pod"]))
+
+
+@test
+def retries_on_reset_and_configured_5xx_for_idempotent_requests_only():
+    Pod(A, "pod-a")
+    rb = "127.0.0.7:%d" % (BASE + 1)                    # one Service: one target port
+    PyPod.closing(rb)                                   # reads, then closes: a reset
+    five = "127.0.0.8:%d" % (BASE + 1)
+    PyPod.raw_response(five, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
+                       name="busy", keep=True)
+    rules = [("r.test", "/", "Prefix", "resets", 80), ("f.test", "/", "Prefix", "fives", 80),
+             ("n.test", "/", "Prefix", "noretry", 80)]
+    backends = (backend("resets", [A, rb]) +
+                backend("fives", [A, five], annotations={"ingressd/retry-on": "error,http_503"}) +
+                backend("noretry", [A, five]))
+    p = Proxy(cfg(rules, backends))
+    # (before passive health ejects the bad pods: at most 4 failures each)
+    posts = [http("POST", p.url("/p%d" % i), {"Host": "r.test"}, b"x")[0] for i in range(8)]
+    check(502 in posts and 200 in posts, "POST with a body is not replayed after a reset: %r" % posts)
+    plain = [http("GET", p.url("/q%d" % i), {"Host": "n.test"})[0] for i in range(8)]
+    check(503 in plain, "without retry-on the 503 passes through: %r" % plain)
+    for i in range(12):
+        st, h, _ = http("GET", p.url("/g%d" % i), {"Host": "r.test"})
+        check(st == 200 and h["X-Pod"] == "pod-a", "GET after a reset retried: %s" % st)
+        st, h, _ = http("GET", p.url("/g%d" % i), {"Host": "f.test"})
+        check(st == 200, "GET after a 503 retried when retry-on says so: %s" % st)
+
+
 main()

@@ -150,6 +150,28 @@ def configmap_data_swap_reloads_quickly():
 
 
 @test
+def configmap_volume_as_directory():
+    """-c names a ConfigMap volume: DIR/*.yaml are symlinks into ..data/, swapped by rename."""
+    pods()
+    d = tempfile.mkdtemp(prefix="ingressd-cmdir-")
+    try:
+        configmap_publish(d, 1, conf("svc-a"))
+        os.symlink("..data/ingressd.yaml", os.path.join(d, "ingressd.yaml"))
+        p = Proxy(conf("svc-a"), args=["-c", d])
+        check(pod_for(p) == "pod-a", "starts on pod-a")
+        g0 = generation(p)
+        t0 = time.monotonic()
+        configmap_publish(d, 2, conf("svc-b"))
+        ms = time_to_generation(p, g0, t0)
+        check(pod_for(p) == "pod-b", "route follows the ..data swap")
+        time.sleep(0.3)
+        check(generation(p) == g0 + 1, "one reload per update (%d)" % (generation(p) - g0))
+        assert_quick("ConfigMap directory", [ms])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@test
 def directory_of_yaml_reloads_quickly():
     pods()
     d = tempfile.mkdtemp(prefix="ingressd-dir-")
@@ -206,6 +228,39 @@ def post_reload_answers_with_the_new_generation():
     check(pod_for(p) == "pod-b", "routed to pod-b right after POST /reload")
     st, _, _ = p.admin("/reload")
     check(st == 405, "GET /reload is 405, got %s" % st)
+
+
+@test
+def concurrent_reload_requests_coalesce_and_none_is_lost():
+    import threading
+    pods()
+    p = Proxy(conf("svc-a"))
+    g0 = generation(p)
+    results = []
+
+    def post():
+        st, _, body = p.admin("/reload", method="POST", body=b"", timeout=10)
+        results.append((st, json.loads(body)["generation"] if st == 200 else None))
+
+    ts = [threading.Thread(target=post) for _ in range(20)]
+    for i, t in enumerate(ts):
+        t.start()
+        if i == 10:
+            # the file changes in the middle of the burst: the last answers must see it
+            p.write_config(conf("svc-b"))
+            p.send_signal(signal.SIGHUP)
+    for t in ts:
+        t.join(15)
+    time.sleep(0.3)   # the watch saw the write too: let its debounced reload land first
+    check(len(results) == 20 and all(st == 200 for st, _ in results),
+          "every POST /reload answered 200: %r" % results)
+    g1 = generation(p)
+    # (exact coalescing is unit-tested in test_rld.c; here: never more builds than requests)
+    check(1 <= g1 - g0 <= 22, "%d generations for 20 POSTs + 1 SIGHUP + 1 write" % (g1 - g0))
+    check(pod_for(p) == "pod-b", "the last file content applied")
+    st, _, body = p.admin("/reload", method="POST", body=b"")
+    check(st == 200 and json.loads(body)["generation"] == g1 + 1,
+          "a request after the burst makes exactly one more generation")
 
 
 @test
@@ -280,6 +335,45 @@ def new_broken_ingress_is_left_out():
     q = admin_json(p, "/config")["quarantined"]
     check(any("new" in x["object"] and x["serving_previous"] is False for x in q),
           "listed as quarantined without a previous version: %r" % q)
+
+
+@test
+def listeners_and_state_follow_reloads():
+    """Added listeners accept, removed ones stop; counters and endpoint state that
+    live outside the snapshot survive a reload."""
+    pods()
+    second = "127.0.0.1:%d" % (BASE + 2)
+    with_second = (proxy_config(listen=[LISTEN, second], admin=ADMIN, workers=2)
+                   + backend("svc-a", ["127.0.0.2:%d" % (BASE + 10)])
+                   + backend("svc-b", ["127.0.0.3:%d" % (BASE + 10)])
+                   + ingress("web", [("a.test", "/", "Prefix", "svc-a", 80)]))
+    p = Proxy(conf("svc-a"))
+    check(not port_open(second), "second listener not there yet")
+    for _ in range(20):
+        check(pod_for(p) == "pod-a", "served")
+    m0 = p.metrics()
+    ep0 = {e["address"]: e for s in admin_json(p, "/endpoints")["services"]
+           if s["name"] == "default/svc-a" for e in s["endpoints"]}
+    p.write_config(with_second)
+    st, _, _ = p.admin("/reload", method="POST", body=b"")
+    check(st == 200, "reload applied")
+    wait_until(lambda: port_open(second), 2.0, 0.02, "the added listener to accept")
+    st, h, _ = http("GET", "http://%s/" % second, {"Host": "a.test"})
+    check(st == 200 and h.get("X-Pod") == "pod-a", "the added listener routes")
+    m1 = p.metrics()
+    check(m1["ingressd_requests_total"] >= m0["ingressd_requests_total"],
+          "request counter survives the reload (%s -> %s)" % (
+              m0["ingressd_requests_total"], m1["ingressd_requests_total"]))
+    ep1 = {e["address"]: e for s in admin_json(p, "/endpoints")["services"]
+           if s["name"] == "default/svc-a" for e in s["endpoints"]}
+    for a, e in ep0.items():
+        check(ep1[a]["requests"] >= e["requests"] > 0,
+              "endpoint %s requests survive (%s -> %s)" % (a, e["requests"], ep1[a]["requests"]))
+    p.write_config(conf("svc-a"))
+    st, _, _ = p.admin("/reload", method="POST", body=b"")
+    check(st == 200, "reload applied")
+    wait_until(lambda: not port_open(second), 2.0, 0.02, "the removed listener to stop accepting")
+    check(pod_for(p) == "pod-a", "the remaining listener still serves")
 
 
 @test

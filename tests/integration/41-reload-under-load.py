@@ -9,6 +9,7 @@
 Ports 24100-24199.
 """
 import json
+import os
 import shutil
 import threading
 import time
@@ -19,6 +20,9 @@ BASE = 24100
 LISTEN = "127.0.0.1:%d" % BASE
 ADMIN = "127.0.0.1:%d" % (BASE + 1)
 PODPORT = BASE + 10
+RSS_SLACK_KB = 4 * 1024
+if "asan" in INGRESSD_BIN:          # the sanitizer quarantines freed memory (LSan checks leaks)
+    RSS_SLACK_KB = 1 << 30
 
 
 def version(v):
@@ -99,6 +103,7 @@ def zero_errors_while_config_alternates_10x_per_second():
 
 @test
 def rss_after_1000_reloads_close_to_rss_after_10():
+    """RELOADS=10000 in the environment runs the issue's full figure."""
     start_pods()
     p = Proxy(version(0))
 
@@ -110,16 +115,18 @@ def rss_after_1000_reloads_close_to_rss_after_10():
             if i % 50 == 0:
                 http("GET", p.url("/a"), {"Host": "load.test"})
 
+    total = int(os.environ.get("RELOADS", "1000"))   # the issue's figure: RELOADS=10000
     reloads(10)
     time.sleep(0.3)
     rss10 = p.rss_kb()
-    reloads(990)
+    reloads(total - 10)
     time.sleep(0.3)
-    rss1000 = p.rss_kb()
-    print("    RSS after 10 reloads: %d KiB, after 1000: %d KiB (delta %+d KiB)" % (
-        rss10, rss1000, rss1000 - rss10))
-    check(rss1000 - rss10 < 4 * 1024, "RSS grew by %d KiB over 990 reloads" % (rss1000 - rss10))
-    check(generation(p) >= 1001, "every reload made a generation")
+    rss_n = p.rss_kb()
+    print("    RSS after 10 reloads: %d KiB, after %d: %d KiB (delta %+d KiB)" % (
+        rss10, total, rss_n, rss_n - rss10))
+    check(rss_n - rss10 < RSS_SLACK_KB, "RSS grew by %d KiB over %d reloads" % (
+        rss_n - rss10, total - 10))
+    check(generation(p) >= total + 1, "every reload made a generation")
 
 
 main()

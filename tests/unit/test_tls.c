@@ -912,3 +912,53 @@ Test(tls, hello_retry_request_keeps_the_sni_choice)
     SSL_CTX_free(cctx);
     tls_store_free(ts);
 }
+
+/* one TLS 1.3 session from store ts (full handshake), for resumption checks */
+static SSL_SESSION *fresh_session(struct tls_store *ts, SSL_CTX *cctx)
+{
+    SSL *s = tls_new_server_ssl(ts), *c = SSL_new(cctx);
+    cr_assert(handshake(c, s));
+    SSL_SESSION *sess = SSL_get1_session(c);
+    SSL_shutdown(c);
+    SSL_free(s);
+    SSL_free(c);
+    return sess;
+}
+
+static bool resumes(struct tls_store *ts, SSL_CTX *cctx, SSL_SESSION *sess)
+{
+    SSL *s = tls_new_server_ssl(ts), *c = SSL_new(cctx);
+    SSL_set_session(c, sess);
+    cr_assert(handshake(c, s));
+    bool r = SSL_session_reused(c);
+    SSL_shutdown(c);
+    SSL_free(s);
+    SSL_free(c);
+    return r;
+}
+
+Test(tls, ticket_keys_rotate_by_time)
+{
+    struct fixture f = { 0 };
+    add_spec(&f, "shop/a-tls", "a", "a.example.com", NULL);
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    struct snap_tls_conf conf = { .ticket_rotate_ms = 1500 };
+    struct tls_store *ts = tls_store_build(f.specs, f.n, NULL, &conf, &errs);
+    cr_assert_not_null(ts);
+    SSL_CTX *cctx = client_ctx();
+
+    SSL_SESSION *sess = fresh_session(ts, cctx);
+    cr_assert(resumes(ts, cctx, sess), "fresh ticket");
+    usleep(1700 * 1000);  /* one period: its key is now the previous one, still accepted */
+    cr_assert(resumes(ts, cctx, sess), "ticket from the previous key");
+    SSL_SESSION_free(sess);
+
+    sess = fresh_session(ts, cctx);
+    usleep(3200 * 1000);  /* two idle periods: both keys replaced at once */
+    cr_assert_not(resumes(ts, cctx, sess), "ticket older than two periods");
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(cctx);
+    tls_store_free(ts);
+    cfg_errs_free(&errs);
+}
