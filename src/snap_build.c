@@ -827,6 +827,9 @@ struct snap *snap__build(struct build *b, const char *path)
         if (s->backends[i].algo == LB_HASH || s->backends[i].affinity == LB_AFFINITY_CLIENT_IP)
             s->backends[i].ring = lb_ring_build(b->a, &s->backends[i]);
     s->routes = route_build(b->a, b->specs, b->nspecs, b->errs);
+    /* kept for admin /config; the strings belong to the objects this snapshot holds */
+    s->route_specs = b->nspecs ? arena_memdup(b->a, b->specs, b->nspecs * sizeof(*b->specs)) : NULL;
+    s->nroute_specs = b->nspecs;
 
     /* NetworkPolicy */
     if (nnp) {
