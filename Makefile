@@ -34,10 +34,11 @@ $(B)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# llhttp is generated C from Debian's node-llhttp; build it without our warning set.
+# llhttp is generated C from Debian's node-llhttp; build it without our warning set, in its
+# strict mode (loose mode accepts a bare CR where CRLF ends a chunked body: a smuggling vector).
 $(B)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
-	$(CC) -std=c17 $(OPT) $(SAN) -I$(LLHTTP_INC) -c -o $@ $<
+	$(CC) -std=c17 $(OPT) $(SAN) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c -o $@ $<
 
 $(B)/tests/%: tests/unit/%.c $(B)/libingressd.a
 	@mkdir -p $(@D)

@@ -7,6 +7,10 @@
 #
 #   bench/reload_bench.sh [ROUNDS]        (env: B=build dir, INGRESSES, RULES,
 #                                          SERVICES, ENDPOINTS, WORKERS)
+#   bench/reload_bench.sh alternate [S]   wrk for S s (default 30) while the
+#                                          configuration alternates 10x/s: non-2xx,
+#                                          socket errors, write-to-visible latency
+#                                          (bench/reload_alternate.py)
 #
 # Method: variants are generated ahead of time; each round copies the next
 # variant beside the watched file and renames it over (as kubectl/editors do),
@@ -20,6 +24,11 @@
 set -e
 cd "$(dirname "$0")/.."
 B=${B:-build}
+if [ "$1" = alternate ]; then
+    [ -x "$B/ingressd" ] || make -s B="$B" all
+    [ -x "$B/bench/podserver" ] || make -s B="$B" "$B/bench/podserver"
+    exec env B="$B" python3 bench/reload_alternate.py "${2:-30}"
+fi
 ROUNDS=${1:-6}
 INGRESSES=${INGRESSES:-1000}
 RULES=${RULES:-10}
@@ -101,6 +110,7 @@ def one(path):
     steady = status("VmRSS")
     peak_ok = reset_peak()
     t0 = time.monotonic()
+    wall_ms = int(time.time() * 1000)
     os.replace(cfg + ".next", cfg)
     while True:
         c = config()
@@ -114,6 +124,10 @@ def one(path):
         time.sleep(0.001)
     total = (time.monotonic() - t0) * 1000
     peak = status("VmHWM") if peak_ok else 0
+    # the outcome is recorded a moment after the swap: read this reload's own duration
+    while c["last_reload"]["time_unix_ms"] < wall_ms and time.monotonic() - t0 < 30:
+        time.sleep(0.001)
+        c = config()
     return total, c["last_reload"]["duration_ms"], steady, peak
 
 for change in ("slices", "full"):

@@ -535,7 +535,21 @@ if [ -x "$BD/bench/bench_route" ]; then
     "$BD/bench/bench_route" 2>&1 | tee -a "$TXT"
 fi
 
+# keep the generated configurations next to the results, to check the comparison
+CONFDIR=$ROOT/bench/out/configs-$STAMP
+mkdir -p "$CONFDIR"
+for f in "$TMP"/*.yaml "$TMP"/*.cfg "$TMP"/*.map "$TMP"/ingressd-rl.[ab] "$TMP"/haproxy-rl.[ab] \
+         "$TMP"/haproxy-rl.map.[ab]; do
+    [ -e "$f" ] && cp "$f" "$CONFDIR/"
+done
+for d in "$TMP"/nginx-*; do
+    [ -d "$d" ] || continue
+    for f in "$d"/nginx.conf "$d"/nginx.[ab]; do
+        [ -e "$f" ] && cp "$f" "$CONFDIR/$(basename "$d")-$(basename "$f")"
+    done
+done
+
 log ""
 $MEASURE report "$JSONL" "$WORKERS" | tee -a "$TXT"
 cp "$TXT" bench/out/latest.txt
-echo "results: $TXT ($JSONL)"
+echo "results: $TXT ($JSONL); configurations: $CONFDIR"

@@ -35,12 +35,18 @@
  *
  * A probe is an HTTP/1.1 GET of the path (Host: ip:port, Connection: close)
  * that passes on a status in status_min..status_max, or a bare TCP connect when
- * there is no path. healthy_threshold passes in a row mark the endpoint UP and
+ * there is no path; for a backend-protocol HTTPS backend both run over TLS
+ * with the backend's upstream SSL_CTX and SNI, so a probe passes only where a
+ * real request's handshake would. healthy_threshold passes in a row mark the endpoint UP and
  * end an ejection early; unhealthy_threshold failures in a row mark it DOWN
  * (lb never picks it, except in panic mode). Probes fire at a fixed rate; each
  * interval is shortened by a random 0-10% so replicas do not probe in lockstep
  * and an endpoint is never checked later than its interval. A probe still in
- * flight when the next is due counts as a timeout.
+ * flight when the next is due counts as a timeout. While an endpoint is between
+ * states (a failure while not down, a pass while down) the next check runs at once
+ * (HAProxy's fastinter): a hung pod is out after about interval + threshold x
+ * timeout, within interval x threshold whenever timeout <= interval / 2 at
+ * threshold 2 (or interval x (threshold-1)/threshold in general).
  *
  * hc_apply(snap) runs on any thread: it copies the wanted probes out of the
  * snapshot (no ref kept, so the health thread never pins an old snapshot) and
@@ -69,8 +75,11 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 
 #include "ingressd/log.h"
@@ -220,12 +229,16 @@ void hc_ewma_update(struct hc_ep *ep, uint64_t sample_us, uint64_t now_ms)
         sample_us = 1; /* 0 means "no sample" */
     uint64_t cur = atomic_load_explicit(&ep->ewma_us, memory_order_relaxed);
     uint64_t stamp = atomic_load_explicit(&ep->ewma_stamp_ms, memory_order_relaxed);
+    uint32_t n = atomic_fetch_add_explicit(&ep->ewma_samples, 1, memory_order_relaxed);
     uint64_t next;
-    if (cur == 0 || sample_us >= cur) {
-        next = sample_us; /* first sample, or peak: react to a slowdown at once */
+    if (cur == 0 || n == 0) {
+        next = sample_us;
     } else {
-        double w = hc_ewma_weight(now_ms > stamp ? now_ms - stamp : 0);
-        next = (uint64_t)((double)cur * w + (double)sample_us * (1.0 - w));
+        double a = 1.0 - hc_ewma_weight(now_ms > stamp ? now_ms - stamp : 0);
+        double floor = 1.0 / (double)((n < HC_EWMA_MIN_N ? n : HC_EWMA_MIN_N) + 1);
+        if (a < floor)
+            a = floor;
+        next = (uint64_t)((double)cur * (1.0 - a) + (double)sample_us * a);
         if (next == 0)
             next = 1;
     }
@@ -347,6 +360,8 @@ struct hc_want {                       /* one wanted probe, copied out of a snap
     char host[64];                     /* Host header: the probed ip:port */
     struct snap_hc_conf conf;          /* conf.path points into path[] or NULL */
     char path[256];
+    SSL_CTX *ssl_ctx;                  /* backend-protocol HTTPS: probe over TLS (own ref) */
+    char sni[256];                     /* "" = no SNI */
 };
 
 struct hc_wants {                      /* a whole wanted set (malloc'd; health thread frees) */
@@ -379,6 +394,8 @@ static uint64_t hc_rng = 0x9e3779b97f4a7c15ull;
 static void hc_wants_free(struct hc_wants *ws)
 {
     if (ws) {
+        for (uint32_t i = 0; i < ws->n; i++)
+            SSL_CTX_free(ws->v[i].ssl_ctx); /* NULL is a no-op */
         free(ws->v);
         free(ws);
     }
@@ -418,9 +435,14 @@ static void hc_probe_result(struct hc_probe *p, bool ok, const char *why)
     hc_probe_abort(p);
     struct hc_ep *ep = p->ep;
     const struct snap_hc_conf *c = &p->w.conf;
+    int state = atomic_load_explicit(&ep->active_state, memory_order_relaxed);
+    bool transition;
     if (ok) {
         atomic_store_explicit(&ep->check_fail_streak, 0, memory_order_relaxed);
         uint32_t s = atomic_fetch_add_explicit(&ep->check_ok_streak, 1, memory_order_relaxed) + 1;
+        /* only a down endpoint coming back: an unknown one already serves, and
+         * a healthy pod must see the plain (jittered) interval from its first check */
+        transition = state == HC_DOWN && s < c->healthy_threshold;
         if (s >= c->healthy_threshold) {
             int prev = atomic_exchange_explicit(&ep->active_state, HC_UP, memory_order_relaxed);
             if (prev == HC_DOWN)
@@ -436,11 +458,23 @@ static void hc_probe_result(struct hc_probe *p, bool ok, const char *why)
     } else {
         atomic_store_explicit(&ep->check_ok_streak, 0, memory_order_relaxed);
         uint32_t s = atomic_fetch_add_explicit(&ep->check_fail_streak, 1, memory_order_relaxed) + 1;
+        transition = state != HC_DOWN && s < c->unhealthy_threshold;
         if (s >= c->unhealthy_threshold) {
             int prev = atomic_exchange_explicit(&ep->active_state, HC_DOWN, memory_order_relaxed);
             if (prev != HC_DOWN)
                 log_warn("hc: %s is down (%u checks failed, last: %s)", ep->key, s, why);
         }
+    }
+    if (transition) {
+        /*
+         * Between states (HAProxy's fastinter): check again at once instead of
+         * after a full interval, so the threshold is reached in about
+         * interval + threshold x (check time) rather than threshold x interval
+         * + timeout. At most threshold - 1 extra checks per transition; a
+         * steady endpoint (up or down) is checked at the plain interval.
+         */
+        struct timeval now = { 0, 0 };
+        evtimer_add(p->ev_timer, &now);
     }
 }
 
@@ -508,7 +542,15 @@ static void hc_on_event(struct bufferevent *bev, short what, void *arg)
                 return;
             }
         }
-        hc_probe_result(p, false, (what & BEV_EVENT_EOF) ? "closed" : "connect/IO error");
+        char why[160];
+        unsigned long tls_err = p->w.ssl_ctx ? bufferevent_get_openssl_error(bev) : 0;
+        if (what & BEV_EVENT_EOF)
+            snprintf(why, sizeof(why), "closed by the pod");
+        else if (tls_err)
+            snprintf(why, sizeof(why), "TLS: %s", ERR_reason_error_string(tls_err) ? ERR_reason_error_string(tls_err) : "error");
+        else
+            snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        hc_probe_result(p, false, why);
     }
 }
 
@@ -529,7 +571,23 @@ static void hc_on_timer(evutil_socket_t fd, short what, void *arg)
     struct timeval next = hc_jittered(p->w.conf.interval_ms);
     evtimer_add(p->ev_timer, &next);
 
-    p->bev = bufferevent_socket_new(hc_base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (p->w.ssl_ctx) {
+        /* the same handshake real traffic does (verification, SNI), then the check */
+        SSL *ssl = SSL_new(p->w.ssl_ctx);
+        if (ssl && p->w.sni[0])
+            SSL_set_tlsext_host_name(ssl, p->w.sni);
+        p->bev = ssl ? bufferevent_openssl_socket_new(hc_base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (ssl && !p->bev)
+            SSL_free(ssl);
+        if (p->bev) {
+            bufferevent_openssl_set_allow_dirty_shutdown(p->bev, 1);
+            bufferevent_enable(p->bev, EV_READ | EV_WRITE); /* the handshake reads too */
+        }
+    } else {
+        p->bev = bufferevent_socket_new(hc_base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!p->bev) {
         hc_probe_result(p, false, "no memory");
         return;
@@ -556,6 +614,7 @@ static void hc_probe_free(struct hc_probe *p, bool reset_state)
         atomic_store_explicit(&p->ep->check_fail_streak, 0, memory_order_relaxed);
     }
     hc_ep_put(p->ep);
+    SSL_CTX_free(p->w.ssl_ctx);
     free(p);
 }
 
@@ -608,7 +667,10 @@ static void hc_reconcile(struct hc_wants *ws)
             continue; /* same endpoint in two backends: the first (shortest interval) wins */
         if (p) {
             bool resched = p->w.conf.interval_ms != w->conf.interval_ms;
+            SSL_CTX_free(p->w.ssl_ctx); /* an in-flight SSL holds its own ref on it */
             p->w = *w;
+            if (w->ssl_ctx)
+                SSL_CTX_up_ref(w->ssl_ctx);
             if (w->conf.path)
                 p->w.conf.path = p->w.path;
             p->seen = true;
@@ -625,13 +687,16 @@ static void hc_reconcile(struct hc_wants *ws)
         if (!p)
             abort();
         p->w = *w;
+        if (w->ssl_ctx)
+            SSL_CTX_up_ref(w->ssl_ctx); /* the want's own ref goes with hc_wants_free */
         if (w->conf.path)
             p->w.conf.path = p->w.path;
         p->ep = hc_ep_get(w->addr);
         p->ev_timer = evtimer_new(hc_base, hc_on_timer, p);
         p->ev_timeout = evtimer_new(hc_base, hc_on_timeout, p);
         p->seen = true;
-        /* first check soon, spread over up to 1 s (or the interval) */
+        /* first check at once, spread over a tenth of the interval (<= 100 ms)
+         * so a big Service does not probe all its pods in the same instant */
         uint32_t spread = p->w.conf.interval_ms < 1000 ? p->w.conf.interval_ms : 1000;
         uint64_t ms = spread ? hc_rand() % (spread / 10 + 1) : 0;
         struct timeval tv = { 0, (suseconds_t)(ms * 1000) };
@@ -696,7 +761,7 @@ int hc_start(void)
 }
 
 static void hc_want_fill(struct hc_want *w, const struct snap_endpoint *ep,
-                         const struct snap_hc_conf *c)
+                         const struct snap_hc_conf *c, SSL_CTX *ssl_ctx, const char *sni)
 {
     memset(w, 0, sizeof(*w));
     snprintf(w->addr, sizeof(w->addr), "%s", ep->addr);
@@ -726,6 +791,11 @@ static void hc_want_fill(struct hc_want *w, const struct snap_endpoint *ep,
     if (c->path) {
         snprintf(w->path, sizeof(w->path), "%s", c->path[0] == '/' ? c->path : "/");
         w->conf.path = w->path;
+    }
+    if (ssl_ctx && SSL_CTX_up_ref(ssl_ctx) == 1) {
+        w->ssl_ctx = ssl_ctx;
+        if (sni)
+            snprintf(w->sni, sizeof(w->sni), "%s", sni);
     }
     /* defensive defaults for fields the loader left 0 */
     if (!w->conf.timeout_ms)
@@ -769,7 +839,9 @@ void hc_apply(struct snap *s)
             const struct snap_endpoint *ep = &be->eps[i];
             if (!ep->addr || !ep->ready || ep->terminating || !ep->salen)
                 continue;
-            hc_want_fill(&ws->v[ws->n++], ep, &be->hc);
+            hc_want_fill(&ws->v[ws->n++], ep, &be->hc,
+                         be->upstream_tls ? (SSL_CTX *)be->upstream_ssl_ctx : NULL,
+                         be->upstream_sni);
         }
     }
     hc_wants_free(atomic_exchange_explicit(&hc_pending, ws, memory_order_acq_rel));

@@ -28,6 +28,7 @@
 #include "ingressd/http1.h"
 
 #include <event2/buffer.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- character classes ---- */
@@ -152,9 +153,16 @@ static int cb_field(llhttp_t *p, const char *at, size_t n)
         span(&m->hdrs[m->nhdrs - 1].name, at, n);
         return 0;
     }
-    if (m->nhdrs >= H1_MAX_HEADERS) {
-        m->err = H1_E431;
-        return HPE_USER;
+    if (m->nhdrs >= m->cap) {
+        /* rare: more headers than fit inline; one array of the maximum, kept */
+        if (m->cap >= H1_MAX_HEADERS ||
+            (!m->heap && !(m->heap = malloc(H1_MAX_HEADERS * sizeof(*m->heap))))) {
+            m->err = H1_E431;
+            return HPE_USER;
+        }
+        memcpy(m->heap, m->hdrs, m->nhdrs * sizeof(*m->heap));
+        m->hdrs = m->heap;
+        m->cap = H1_MAX_HEADERS;
     }
     struct h1_hdr *h = &m->hdrs[m->nhdrs++];
     h->name = str_make(at, n);
@@ -305,6 +313,8 @@ static void msg_init(struct h1_msg *m, llhttp_type_t type, bool head_req)
     struct evbuffer *sink = m->body_sink;
     /* only reset what a parse reads; hdrs[] entries are written before use */
     memset(m, 0, offsetof(struct h1_msg, hdrs));
+    m->hdrs = m->inline_hdrs;
+    m->cap = H1_INLINE_HEADERS;
     m->nhdrs = 0;
     m->host_idx = -1;
     m->reqid_idx = -1;
@@ -465,6 +475,15 @@ int h1_body_eof(struct h1_msg *m)
         return 1;
     }
     return H1_E400;
+}
+
+void h1_msg_free(struct h1_msg *m)
+{
+    if (m->hdrs == m->heap)
+        m->hdrs = m->inline_hdrs;
+    free(m->heap);
+    m->heap = NULL;
+    m->nhdrs = 0;
 }
 
 /* ---- header helpers ---- */

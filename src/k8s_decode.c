@@ -551,7 +551,9 @@ static void decode_object(const struct ydoc *d, const struct ydoc_node *n, struc
             k8s_obj_error(o, errs, k8s__pos(k), "%s: duplicate field \"%s\"", key, key);
             continue;
         }
-        if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata"))
+        /* status is the cluster's, never configuration (kubectl get -o yaml prints it) */
+        if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata") ||
+            !strcmp(key, "status"))
             continue;
         const struct k8s_field *f = NULL;
         for (const struct k8s_field *r = def->top; r->name; r++)

@@ -178,6 +178,8 @@ static void req_put(struct wrk *w, struct px_req *r)
         w->req_free = r;
         w->nreq_free++;
     } else {
+        h1_msg_free(&r->req);
+        h1_msg_free(&r->resp);
         free(r->ushead);
         free(r->raw);
         free(r);
@@ -189,6 +191,8 @@ void px_free_all(struct wrk *w)
     struct px_req *r;
     while ((r = w->req_free)) {
         w->req_free = r->next_free;
+        h1_msg_free(&r->req);
+        h1_msg_free(&r->resp);
         free(r->ushead);
         free(r->raw);
         free(r);
@@ -741,12 +745,14 @@ static void px_connect(struct px_req *r)
     }
     if (r->attempts > 0) {
         /*
-         * A connect failure re-routes a request no pod has seen: it adds no
-         * load, so it does not spend the retry budget (which exists against
-         * retry storms). A pod that dies takes all its in-flight picks with
-         * it at once; those must all land elsewhere.
+         * The retry budget exists against retry storms on pods that are
+         * slow or failing (timeouts, 5xx). A connect failure or a reset
+         * before any response byte means the pod is gone or going: a pod
+         * that dies takes all its in-flight requests with it at once, and
+         * every one of them must land elsewhere, so those retries (still
+         * bounded by the retry count) do not spend the budget.
          */
-        if (!r->retry_begun && r->last_res != LB_CONNECT_FAIL) {
+        if (!r->retry_begun && r->last_res != LB_CONNECT_FAIL && r->last_res != LB_RESET) {
             if (!lb_retry_begin(r->snap->cfg.retry_budget_pct)) {
                 final_failure(r);
                 return;
@@ -855,11 +861,19 @@ static void pump_req(struct px_req *r)
         }
     } else if (r->ds_paused) {
         r->ds_paused = false;
-        conn_read_enable(r->ds, true);
+        if (!r->ds_eof)
+            conn_read_enable(r->ds, true);
     }
     if (r->req_done) {
         conn_timer(r->ds, 0);
         ups_read_timeout(r->us, TO(r)->upstream_read ? TO(r)->upstream_read : 60000);
+        return;
+    }
+    if (r->ds_eof && evbuffer_get_length(in) == 0) {
+        /* the client ended its input in the middle of the body */
+        struct conn *c = r->ds;
+        px_abort(r);
+        conn_close(c);
         return;
     }
     conn_timer(r->ds, TO(r)->client_body ? TO(r)->client_body : 60000);
@@ -1223,7 +1237,7 @@ static void px_finish(struct px_req *r)
             ups_close(u);
     }
     bool close = r->close_after || !r->req_done;
-    if (r->ds_paused)
+    if (r->ds_paused && !r->ds_eof)
         conn_read_enable(c, true);
     conn_read_timeout(c, 0);
     px_release(r);
@@ -1314,9 +1328,16 @@ void px_ds_eof(struct px_req *r, bool error)
         conn_close(c);
         return;
     }
-    if (!error && r->req_done) {
-        /* half-close after a whole request: answer it, then close */
+    /*
+     * A half-close after the request was sent is a normal end of input:
+     * answer, then close. The body may still be waiting in our buffer (the
+     * pod connection is not up yet): pump_req decides once it has run dry.
+     */
+    bool body_pending = !r->req_done && (r->state == PX_CONNECTING || r->state == PX_RESOLVING) &&
+                        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    if (!error && (r->req_done || body_pending)) {
         r->close_after = true;
+        r->ds_eof = true;
         conn_read_enable(c, false);
         return;
     }
@@ -1365,7 +1386,8 @@ void px_us_write(struct px_req *r)
 {
     if (r->ds_paused) {
         r->ds_paused = false;
-        conn_read_enable(r->ds, true);
+        if (!r->ds_eof)
+            conn_read_enable(r->ds, true);
         if (r->state == PX_TUNNEL)
             tunnel_move(r, r->ds->bev, r->us->bev, &r->ds_paused);
         else if (!r->req_done)

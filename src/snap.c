@@ -29,8 +29,12 @@
  *
  * Reloads mostly change a few documents (pods come and go): each document's
  * bytes are hashed, and a document identical to one of the previous load
- * reuses its decoded objects without being parsed again (struct snap_doc),
- * which is what makes an EndpointSlice-only change cheap.
+ * reuses its decoded objects without being parsed again (struct snap_doc);
+ * the documents that must be decoded are split between this thread and one
+ * helper when there are many. A Service port whose inputs are the very same
+ * objects keeps its endpoint set (struct snap_epset, shared between
+ * snapshots with its health refs), which is what makes an
+ * EndpointSlice-only change cost a fraction of a full build.
  *
  * This file does reading, decoding, duplicates, quarantine and document
  * reuse; snap_build.c does references, resolution and the snapshot itself.
@@ -44,6 +48,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,35 +68,17 @@
 
 /* ---- the object set a snapshot keeps (refs + index for the next load) ---- */
 
-/*
- * A document that decoded without any diagnostic, remembered by the hash of
- * its bytes: the next load reuses its objects when the same bytes come again
- * instead of parsing them (an EndpointSlice-only change re-parses only the
- * slices that changed). Positions inside a reused object may be stale if
- * earlier documents grew or shrank; a reused object that needs a diagnostic
- * is re-decoded from the current text first, so messages stay exact.
- */
-struct snap_doc {
-    char *key;                         /* "HASH/LEN/FILE" (malloc) */
-    struct k8s_obj **objs;             /* refs */
-    uint32_t nobjs;
-    unsigned line0;                    /* where the document began when its objects were decoded */
-};
-
-struct snap_objset {
-    struct k8s_objs objs;              /* refs, file order */
-    struct smap idx;                   /* (kind, key) -> obj */
-    struct snap_doc *docs;
-    uint32_t ndocs;
-    struct smap docidx;                /* key -> struct snap_doc */
-};
-
+/* the last ref of a snapshot's object set: objects, endpoint sets, documents */
 static void objset_free(struct snap_objset *os)
 {
     if (!os)
         return;
     k8s_objs_free(&os->objs);
     smap_free(&os->idx);
+    for (uint32_t i = 0; i < os->nepsets; i++)
+        snap__epset_put(os->epsets[i]);
+    free(os->epsets);
+    smap_free(&os->epidx);
     for (uint32_t i = 0; i < os->ndocs; i++) {
         for (uint32_t j = 0; j < os->docs[i].nobjs; j++)
             k8s_obj_put(os->docs[i].objs[j]);
@@ -275,7 +262,10 @@ static void build_free(struct build *b)
     smap_free(&b->seen);
     smap_free(&b->slices);
     smap_free(&b->be_idx);
-    smap_free(&b->prev_be);
+    smap_free(&b->cur_eps);
+    for (uint32_t i = 0; i < b->nepsets; i++)
+        snap__epset_put(b->epsets[i]); /* only left on failure: snap_load moves them */
+    free(b->epsets);
     arena_free(b->tmp);
     free(b->q);
     free(b->bes);
@@ -407,22 +397,80 @@ static bool seg_decode(struct seg *g, struct k8s_objs *objs, struct cfg_errs *er
     return true;
 }
 
+/* one document to decode (possibly on the helper thread) */
+struct seg_job {
+    struct seg *g;
+    struct k8s_objs objs;              /* its objects, in order */
+    struct cfg_errs errs;              /* its diagnostics */
+    bool ok;                           /* false: not valid YAML */
+};
+
+struct seg_batch {
+    struct seg_job *jobs;
+    uint32_t from, to;
+};
+
+static void *decode_batch(void *arg)
+{
+    struct seg_batch *bt = arg;
+    for (uint32_t i = bt->from; i < bt->to; i++) {
+        struct seg_job *j = &bt->jobs[i];
+        j->ok = seg_decode(j->g, &j->objs, &j->errs);
+        if (!j->ok)
+            break; /* the load fails anyway: the rest of this batch is not needed */
+    }
+    return NULL;
+}
+
+/* below this many bytes to decode a second thread costs more than it saves */
+#define SNAP_PARALLEL_BYTES (256 * 1024)
+
+/* drops every diagnostic after the first n (an invalid-YAML load reports only that) */
+static void errs_truncate(struct cfg_errs *e, size_t n)
+{
+    while (e->n > n) {
+        struct cfg_err *x = &e->v[--e->n];
+        if (x->sev == CFG_ERROR)
+            e->nerrors--;
+        else
+            e->nwarnings--;
+        free(x->file);
+        free(x->obj);
+        free(x->msg);
+    }
+}
+
 /*
  * Reads and decodes the configuration into objs (file order), reusing the
- * objects of byte-identical documents from prev. false on unreadable input
- * or invalid YAML: nothing may apply then.
+ * objects of byte-identical documents from prev. Documents that must be
+ * decoded are independent (each has its own arenas and diagnostics), so a
+ * large batch is split between this thread and one helper; results are
+ * merged back in document order, so the outcome does not depend on it.
+ * false on unreadable input or invalid YAML: then errs holds only that one
+ * problem and nothing may apply.
  */
 static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
 {
+    size_t diag0 = b->errs->n;
     bool ok = read_config(path, &b->files, &b->nfiles, b->errs) == 0;
     const struct snap_objset *pos = b->prev ? b->prev->objects : NULL;
     struct smap used = { 0 };
     for (size_t f = 0; ok && f < b->nfiles; f++)
         split_docs(b->files[f].path, b->files[f].text, b->files[f].len, &b->segs, &b->nsegs,
                    &b->capsegs);
+    if (!ok)
+        return false;
     if (pos)
         smap_init(&used, b->nsegs);
-    for (uint32_t i = 0; ok && i < b->nsegs; i++) {
+
+    /* reuse what can be reused; queue the rest */
+    const struct snap_doc **docs = calloc(b->nsegs ? b->nsegs : 1, sizeof(*docs));
+    struct seg_job *jobs = calloc(b->nsegs ? b->nsegs : 1, sizeof(*jobs));
+    uint32_t njobs = 0;
+    size_t bytes = 0;
+    if (!docs || !jobs)
+        abort();
+    for (uint32_t i = 0; i < b->nsegs; i++) {
         struct seg *g = &b->segs[i];
         g->hash = seg_hash(g->text, g->len);
         if (asprintf(&g->key, "%016llx/%zu/%s", (unsigned long long)g->hash, g->len, g->file) < 0)
@@ -430,6 +478,39 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
         const struct snap_doc *doc = pos ? smap_get(&pos->docidx, 0, g->key) : NULL;
         /* a document written twice must not yield the same object twice */
         if (doc && !smap_set(&used, 0, g->key, (void *)doc)) {
+            docs[i] = doc;
+            continue;
+        }
+        jobs[njobs].g = g;
+        cfg_errs_init(&jobs[njobs].errs);
+        njobs++;
+        bytes += g->len;
+    }
+    smap_free(&used);
+
+    /* decode: the second half (by bytes) on a helper thread when it pays */
+    uint32_t split = njobs;
+    if (bytes >= SNAP_PARALLEL_BYTES && njobs > 1) {
+        size_t half = 0;
+        split = 0;
+        while (split < njobs && half < bytes / 2)
+            half += jobs[split++].g->len;
+    }
+    struct seg_batch mine = { jobs, 0, split }, theirs = { jobs, split, njobs };
+    pthread_t helper;
+    bool threaded = split < njobs && pthread_create(&helper, NULL, decode_batch, &theirs) == 0;
+    if (!threaded)
+        mine.to = njobs;
+    decode_batch(&mine);
+    if (threaded)
+        pthread_join(helper, NULL);
+
+    /* merge in document order */
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < b->nsegs && ok; i++) {
+        struct seg *g = &b->segs[i];
+        if (docs[i]) {
+            const struct snap_doc *doc = docs[i];
             g->first = objs->n;
             g->n = doc->nobjs;
             g->cached = true;
@@ -440,15 +521,41 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
              * (workers never look at positions), so setting it on a shared
              * object is safe.
              */
-            for (uint32_t j = 0; j < doc->nobjs; j++) {
-                doc->objs[j]->line_shift = (int32_t)g->line0 - (int32_t)doc->line0;
-                k8s_objs_push(objs, k8s_obj_ref(doc->objs[j]));
+            for (uint32_t k = 0; k < doc->nobjs; k++) {
+                doc->objs[k]->line_shift = (int32_t)g->line0 - (int32_t)doc->line0;
+                k8s_objs_push(objs, k8s_obj_ref(doc->objs[k]));
             }
             continue;
         }
-        ok = seg_decode(g, objs, b->errs);
+        struct seg_job *jb = &jobs[j++];
+        if (!jb->ok) {
+            /* invalid YAML: that one error, nothing else */
+            errs_truncate(b->errs, diag0);
+            for (size_t e = 0; e < jb->errs.n; e++) {
+                const struct cfg_err *x = &jb->errs.v[e];
+                cfg_errs_add(b->errs, x->sev, x->file, x->line, x->col, x->obj, "%s", x->msg);
+            }
+            ok = false;
+            break;
+        }
+        g->first = objs->n;
+        g->cacheable = jb->errs.n == 0;
+        for (uint32_t k = 0; k < jb->objs.n; k++) {
+            jb->objs.v[k]->seq = objs->n;
+            k8s_objs_push(objs, jb->objs.v[k]);
+            jb->objs.v[k] = NULL;
+        }
+        for (size_t e = 0; e < jb->errs.n; e++) {
+            const struct cfg_err *x = &jb->errs.v[e];
+            cfg_errs_add(b->errs, x->sev, x->file, x->line, x->col, x->obj, "%s", x->msg);
+        }
     }
-    smap_free(&used);
+    for (uint32_t k = 0; k < njobs; k++) {
+        k8s_objs_free(&jobs[k].objs);
+        cfg_errs_free(&jobs[k].errs);
+    }
+    free(jobs);
+    free(docs);
     return ok;
 }
 
@@ -661,6 +768,13 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
         for (uint32_t j = 0; j < g->n; j++)
             doc->objs[j] = k8s_obj_ref(segobjs[g->first + j]);
     }
+    os->epsets = b.epsets;
+    os->nepsets = b.nepsets;
+    b.epsets = NULL;
+    b.nepsets = 0;
+    smap_init(&os->epidx, os->nepsets);
+    for (uint32_t i = 0; i < os->nepsets; i++)
+        smap_set(&os->epidx, 0, os->epsets[i]->key, os->epsets[i]);
     smap_init(&os->docidx, os->ndocs);
     for (uint32_t i = 0; i < os->ndocs; i++)
         smap_set(&os->docidx, 0, os->docs[i].key, &os->docs[i]);
@@ -672,21 +786,17 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
 }
 
 /*
- * Drops one ref; the last one puts every health entry, frees the upstream
- * SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
+ * Drops one ref; the last one puts its endpoint sets (and through them the
+ * health entries no other snapshot shares), frees the upstream SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
  * the arena. Any thread (workers drop the last ref of an old snapshot).
  */
 void snap_release(struct snap *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (uint32_t i = 0; i < s->nbackends; i++) {
-        struct snap_backend *be = &s->backends[i];
-        for (uint32_t j = 0; j < be->neps; j++)
-            hc_ep_put(be->eps[j].hc);
-        if (be->upstream_ssl_ctx)
-            SSL_CTX_free(be->upstream_ssl_ctx);
-    }
+    for (uint32_t i = 0; i < s->nbackends; i++)
+        if (s->backends[i].upstream_ssl_ctx)
+            SSL_CTX_free(s->backends[i].upstream_ssl_ctx);
     tls_store_free(s->tls);
     route_table_free((struct route_table *)s->routes); /* its PCRE2 codes; memory is the arena's */
     objset_free(s->objects);

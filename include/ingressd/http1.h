@@ -25,6 +25,7 @@
 struct evbuffer;
 
 #define H1_MAX_HEADERS   128            /* more -> 431 */
+#define H1_INLINE_HEADERS 24            /* kept inside the message; more spill to the heap */
 #define H1_MAX_CONN_TOKS 8              /* names listed by Connection we remember */
 
 /* headers the proxy treats specially (classified once at parse time) */
@@ -66,9 +67,9 @@ struct h1_msg {
     uint8_t minor;                     /* HTTP/1.minor */
     uint8_t method_id;                 /* enum llhttp_method */
     uint16_t status;                   /* responses */
-    /* headers, in order */
-    struct h1_hdr hdrs[H1_MAX_HEADERS];
-    uint32_t nhdrs;
+    /* headers, in order: inline_hdrs, or the heap array once there are more */
+    struct h1_hdr *hdrs;
+    uint32_t nhdrs, cap;
     int host_idx;                      /* index of Host in hdrs, -1 if none */
     int reqid_idx;                     /* index of X-Request-ID, -1 if none */
     /* framing, as llhttp decided it */
@@ -85,7 +86,12 @@ struct h1_msg {
     bool fresh, headers_done, bad;   /* fresh: a name awaits its value */
     int err;                           /* enum h1_status of a callback-detected error */
     struct evbuffer *body_sink;        /* non-NULL: h1_body_feed copies decoded body here */
+    struct h1_hdr *heap;               /* H1_MAX_HEADERS entries once needed, kept for reuse */
+    struct h1_hdr inline_hdrs[H1_INLINE_HEADERS];
 };
+
+/* frees what a message allocated (a spilled header array); the message stays usable */
+void h1_msg_free(struct h1_msg *m);
 
 /*
  * Looks for the end of a head in b, scanning from sc (zeroed for a new head,

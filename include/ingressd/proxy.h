@@ -73,6 +73,7 @@ struct px_req {
     bool close_after;                  /* Connection: close on this response */
     bool dechunk;                      /* HTTP/1.0 client, chunked response */
     bool sent_100;
+    bool ds_eof;                       /* the client half-closed (no more input) */
     bool retry_begun;
     bool ds_paused, us_paused;         /* backpressure */
     unsigned attempts;

@@ -51,6 +51,10 @@ AMBIGUOUS = [
                        b"zz\r\nabc\r\n0\r\n\r\n"),
     ("chunk size overflow", b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
                             b"10000000000000000000000\r\nabc\r\n0\r\n\r\n"),
+    ("bare CR ends chunked body", b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  b"5\r\nhello\r\n0\r\n\r8"),
+    ("bare CR after chunk data", b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"5\r\nhello\rX0\r\n\r\n"),
     ("ctl in header", b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: a\x01b\r\n\r\n"),
     ("nul in header", b"GET / HTTP/1.1\r\nHost: a.test\r\nX-A: a\x00b\r\n\r\n"),
     ("ctl in target", b"GET /a\x01b HTTP/1.1\r\nHost: a.test\r\n\r\n"),
@@ -142,6 +146,33 @@ def host_with_port_and_case():
     check(st == 200 and body == b"web /p\n", "Host with port and upper case routes: %s" % st)
     st, _, _ = http("GET", p.url("/p"), {"Host": "[::1]:80"})
     check(st == 404, "IPv6 literal Host is valid (no route): %s" % st)
+
+
+@test
+def mutated_requests_never_hurt_the_proxy():
+    import random
+    rnd = random.Random(1234)
+    web, adm, p = setup()
+    base = (b"POST /admin/x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 5\r\nX-A: b\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    for i in range(300):
+        b = bytearray(base if i % 3 else os.urandom(rnd.randint(1, 200)))
+        for _ in range(rnd.randint(1, 6)):
+            op = rnd.randint(0, 2)
+            pos = rnd.randrange(len(b))
+            if op == 0:
+                b[pos] = rnd.randrange(256)
+            elif op == 1:
+                del b[pos]
+            else:
+                b.insert(pos, rnd.choice(b"\r\n :;,\t\x00-0aZ"))
+        try:
+            raw(LISTEN, bytes(b), timeout=0.5, shutdown=True)
+        except OSError:
+            pass
+    st, _, body = http("GET", p.url("/ok"), {"Host": "a.test"})
+    check(st == 200 and body == b"web /ok\n", "still serving after 300 mutated requests")
+    check(p.proc.poll() is None, "proxy alive")
 
 
 main()

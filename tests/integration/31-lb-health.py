@@ -6,19 +6,24 @@ threshold, passive ejection of a pod answering 5xx.
 Ports 23100-23199; pods on 127.0.0.2-127.0.0.9."""
 import json
 import os
+import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import *  # noqa: E402,F401,F403
+import lib as _lib  # noqa: E402  (the underscore helpers)
 
 BASE = 23100
 LISTEN = "127.0.0.1:%d" % BASE
 ADMIN = "127.0.0.1:%d" % (BASE + 90)
 HOST = {"Host": "hc.test"}
 
-INTERVAL_MS, TIMEOUT_MS, UNHEALTHY, HEALTHY = 300, 200, 2, 2
+INTERVAL_MS, TIMEOUT_MS, UNHEALTHY, HEALTHY = 400, 150, 2, 2
 SLACK = 0.5  # seconds, for a loaded 2-core machine (probe scheduling, admin polling)
 HC = {
     "ingressd/health-check-path": "/healthz",
@@ -106,7 +111,9 @@ def hung_pod_out_within_interval_x_threshold_and_back_after_healthy_threshold():
 
     c.hang = True
     dt = wait_health(p, c.addr, "down", 5)
-    limit = (INTERVAL_MS * UNHEALTHY + TIMEOUT_MS) / 1000 + SLACK
+    # fast re-checks between states: worst case interval + threshold x timeout (700 ms here),
+    # within interval x threshold (800 ms) as timeout <= interval / 2
+    limit = (INTERVAL_MS * UNHEALTHY) / 1000 + SLACK
     print("    hung pod marked down after %.0f ms (interval %d ms x threshold %d, timeout %d ms)"
           % (dt * 1000, INTERVAL_MS, UNHEALTHY, TIMEOUT_MS))
     check(dt <= limit, "down after %.2fs > %.2fs" % (dt, limit))
@@ -200,6 +207,95 @@ def not_ready_endpoints_get_no_traffic():
     Proxy(y)
     seen = spread(40)
     check(seen == {"pod-0": 20, "pod-2": 20}, "only ready endpoints, evenly: %r" % seen)
+
+
+class TlsPod:
+    """An HTTPS pod (self-signed): 200 with X-Pod on any path; /healthz answers .health_status."""
+
+    def __init__(self, addr, name):
+        self.addr, self.name, self.health_status, self.probes = addr, name, 200, 0
+        d = tempfile.mkdtemp(prefix="ingressd-hc-tls-")
+        k, c = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k,
+                        "-out", c, "-days", "2", "-subj", "/CN=pod.test"], check=True,
+                       capture_output=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(c, k)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(split_addr(addr))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thr = threading.Thread(target=self._loop, daemon=True)
+        self._thr.start()
+        _lib._register(self)  # stopped with the test, like every harness process
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                s, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, s):
+        try:
+            s.settimeout(5)
+            t = self.ctx.wrap_socket(s, server_side=True)
+            rd = _lib._Reader(t, 5)
+            while True:
+                m = read_message(rd)
+                if m is None:
+                    break
+                start, headers, _, _, _ = m
+                target = start[1] if len(start) > 1 else "/"
+                st = 200
+                if target.startswith("/healthz"):
+                    self.probes += 1
+                    st = self.health_status
+                body = b"tls ok\n"
+                keep = not any(k.lower() == "connection" and "close" in v.lower()
+                               for k, v in headers)
+                t.sendall(("HTTP/1.1 %d X\r\nX-Pod: %s\r\nContent-Length: %d\r\n%s\r\n"
+                           % (st, self.name, len(body), "" if keep else "Connection: close\r\n")
+                           ).encode() + body)
+                if not keep:
+                    break
+        except (OSError, EOFError, ValueError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self._stop.set()
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        self._thr.join(timeout=2)
+
+
+@test
+def https_backend_is_probed_over_tls():
+    pod = TlsPod("127.0.0.2:%d" % (BASE + 7), "tls-pod")
+    ann = dict(HC)
+    ann["ingressd/backend-protocol"] = "HTTPS"
+    p = Proxy(config([pod.addr], annotations=ann))
+    dt = wait_health(p, pod.addr, "up", 5)
+    check(pod.probes >= HEALTHY, "probes reached the pod over TLS: %d" % pod.probes)
+    st, h, _ = http("GET", "http://%s/" % LISTEN, HOST, timeout=5)
+    check(st == 200 and h.get("X-Pod") == "tls-pod", "proxied over TLS: %s" % st)
+    pod.health_status = 503
+    wait_health(p, pod.addr, "down", 5)
+    pod.health_status = 200
+    wait_health(p, pod.addr, "up", 5)
+    print("    HTTPS pod up after %.0f ms of TLS probes; 503 -> down -> up again" % (dt * 1000))
 
 
 main()

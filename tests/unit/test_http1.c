@@ -140,6 +140,13 @@ Test(h1, rejects_invalid_chunk_sizes)
                  H1_E400);
     cr_assert_eq(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n"), H1_E400);
     cr_assert_eq(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n"), H1_E400);
+    /* bare CR where a CRLF belongs (llhttp's loose mode accepts these: built strict) */
+    cr_assert_eq(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r8"),
+                 H1_E400);
+    cr_assert_eq(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\rXhello\r\n0\r\n\r\n"),
+                 H1_E400);
+    cr_assert_eq(req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\rX0\r\n\r\n"),
+                 H1_E400);
 }
 
 Test(h1, rejects_control_chars)
