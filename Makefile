@@ -36,7 +36,7 @@ $(B)/obj/%.o: src/%.c
 
 # llhttp is generated C from Debian's node-llhttp; build it without our warning set, in its
 # strict mode (loose mode accepts a bare CR where CRLF ends a chunked body: a smuggling vector).
-$(B)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+$(B)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(@D)
 	$(CC) -std=c17 $(OPT) $(SAN) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c -o $@ $<
 
