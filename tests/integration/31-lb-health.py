@@ -6,6 +6,7 @@ threshold, passive ejection of a pod answering 5xx.
 Ports 23100-23199; pods on 127.0.0.2-127.0.0.9."""
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -82,20 +83,30 @@ class Switchable(PyPod):
         super().__init__(addr, h, name)
 
 
+def kill_under_wrk(sig, conns, port):
+    pods = [Pod("127.0.0.%d:%d" % (2 + i, port), "pod-%d" % i, threads=2) for i in range(3)]
+    proxy = Proxy(config([p.addr for p in pods]))
+    spread(30)
+    killer = threading.Timer(2.0, lambda: pods[1].stop(5, sig))
+    killer.start()
+    r = wrk("http://%s/" % LISTEN, duration=6, conns=conns, extra=["-H", "Host: hc.test"])
+    killer.join()
+    print("    wrk -c%d across a pod %s: %d requests, %.0f rps, non-2xx %d, socket errors %r"
+          % (conns, signal.Signals(sig).name, r["requests"], r["rps"], r["non2xx"], r["errors"]))
+    proxy.stop()
+    for p in pods:
+        p.stop()
+    return r
+
+
 @test
 def killing_one_of_3_pods_under_wrk_fails_no_request():
-    pods = [Pod("127.0.0.%d:%d" % (2 + i, BASE + 1), "pod-%d" % i, threads=2) for i in range(3)]
-    Proxy(config([p.addr for p in pods]))
-    spread(30)
-    killer = threading.Timer(2.0, pods[1].stop)
-    killer.start()
-    r = wrk("http://%s/" % LISTEN, duration=6, conns=20, extra=["-H", "Host: hc.test"])
-    killer.join()
-    print("    wrk across a pod kill: %d requests, %.0f rps, non-2xx %d, socket errors %r"
-          % (r["requests"], r["rps"], r["non2xx"], r["errors"]))
-    check(r["requests"] > 1000, "wrk ran: %d" % r["requests"])
-    check(r["non2xx"] == 0, "%d failed responses" % r["non2xx"])
-    check(r["socket_errors"] == 0, "socket errors %r" % r["errors"])
+    for sig, conns in ((signal.SIGTERM, 20), (signal.SIGKILL, 64)):
+        r = kill_under_wrk(sig, conns, BASE + 1)
+        check(r["requests"] > 1000, "wrk ran: %d" % r["requests"])
+        check(r["non2xx"] == 0, "%d failed responses" % r["non2xx"])
+        check(r["socket_errors"] == 0, "socket errors %r" % r["errors"])
+
 
 
 @test
