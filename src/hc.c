@@ -42,7 +42,11 @@
  * (lb never picks it, except in panic mode). Probes fire at a fixed rate; each
  * interval is shortened by a random 0-10% so replicas do not probe in lockstep
  * and an endpoint is never checked later than its interval. A probe still in
- * flight when the next is due counts as a timeout.
+ * flight when the next is due counts as a timeout. While an endpoint is between
+ * states (a failure while not down, a pass while down) the next check runs at once
+ * (HAProxy's fastinter): a hung pod is out after about interval + threshold x
+ * timeout, within interval x threshold whenever timeout <= interval / 2 at
+ * threshold 2 (or interval x (threshold-1)/threshold in general).
  *
  * hc_apply(snap) runs on any thread: it copies the wanted probes out of the
  * snapshot (no ref kept, so the health thread never pins an old snapshot) and
@@ -225,12 +229,16 @@ void hc_ewma_update(struct hc_ep *ep, uint64_t sample_us, uint64_t now_ms)
         sample_us = 1; /* 0 means "no sample" */
     uint64_t cur = atomic_load_explicit(&ep->ewma_us, memory_order_relaxed);
     uint64_t stamp = atomic_load_explicit(&ep->ewma_stamp_ms, memory_order_relaxed);
+    uint32_t n = atomic_fetch_add_explicit(&ep->ewma_samples, 1, memory_order_relaxed);
     uint64_t next;
-    if (cur == 0 || sample_us >= cur) {
-        next = sample_us; /* first sample, or peak: react to a slowdown at once */
+    if (cur == 0 || n == 0) {
+        next = sample_us;
     } else {
-        double w = hc_ewma_weight(now_ms > stamp ? now_ms - stamp : 0);
-        next = (uint64_t)((double)cur * w + (double)sample_us * (1.0 - w));
+        double a = 1.0 - hc_ewma_weight(now_ms > stamp ? now_ms - stamp : 0);
+        double floor = 1.0 / (double)((n < HC_EWMA_MIN_N ? n : HC_EWMA_MIN_N) + 1);
+        if (a < floor)
+            a = floor;
+        next = (uint64_t)((double)cur * (1.0 - a) + (double)sample_us * a);
         if (next == 0)
             next = 1;
     }
@@ -427,9 +435,14 @@ static void hc_probe_result(struct hc_probe *p, bool ok, const char *why)
     hc_probe_abort(p);
     struct hc_ep *ep = p->ep;
     const struct snap_hc_conf *c = &p->w.conf;
+    int state = atomic_load_explicit(&ep->active_state, memory_order_relaxed);
+    bool transition;
     if (ok) {
         atomic_store_explicit(&ep->check_fail_streak, 0, memory_order_relaxed);
         uint32_t s = atomic_fetch_add_explicit(&ep->check_ok_streak, 1, memory_order_relaxed) + 1;
+        /* only a down endpoint coming back: an unknown one already serves, and
+         * a healthy pod must see the plain (jittered) interval from its first check */
+        transition = state == HC_DOWN && s < c->healthy_threshold;
         if (s >= c->healthy_threshold) {
             int prev = atomic_exchange_explicit(&ep->active_state, HC_UP, memory_order_relaxed);
             if (prev == HC_DOWN)
@@ -445,11 +458,23 @@ static void hc_probe_result(struct hc_probe *p, bool ok, const char *why)
     } else {
         atomic_store_explicit(&ep->check_ok_streak, 0, memory_order_relaxed);
         uint32_t s = atomic_fetch_add_explicit(&ep->check_fail_streak, 1, memory_order_relaxed) + 1;
+        transition = state != HC_DOWN && s < c->unhealthy_threshold;
         if (s >= c->unhealthy_threshold) {
             int prev = atomic_exchange_explicit(&ep->active_state, HC_DOWN, memory_order_relaxed);
             if (prev != HC_DOWN)
                 log_warn("hc: %s is down (%u checks failed, last: %s)", ep->key, s, why);
         }
+    }
+    if (transition) {
+        /*
+         * Between states (HAProxy's fastinter): check again at once instead of
+         * after a full interval, so the threshold is reached in about
+         * interval + threshold x (check time) rather than threshold x interval
+         * + timeout. At most threshold - 1 extra checks per transition; a
+         * steady endpoint (up or down) is checked at the plain interval.
+         */
+        struct timeval now = { 0, 0 };
+        evtimer_add(p->ev_timer, &now);
     }
 }
 

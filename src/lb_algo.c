@@ -18,9 +18,10 @@
  * ewma: power of two choices (Mitzenmacher; Envoy's least_request and
  *   ingress-nginx's ewma): two distinct random usable endpoints (O(1) when
  *   both of the first two draws are usable), keep the one
- *   with the lower score = (ewma_us + 1) * (active_conns + 1). The EWMA is
- *   peak-sensitive and decays toward 0 while idle (hc_ewma_*), so a slow
- *   endpoint gets traffic again after its average fades. An endpoint without a
+ *   with the lower score = (ewma_us + 1) * (active_conns + 1). The EWMA
+ *   (hc_ewma_*) is time-decayed with a per-sample weight floor, and decays
+ *   toward 0 while idle, so a slow endpoint gets traffic again after its
+ *   average fades. An endpoint without a
  *   sample scores (active_conns + 1): optimistic, so a new pod gets tried at
  *   once, and the in-flight factor stops a burst from piling onto it before
  *   its first answer.

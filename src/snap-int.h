@@ -155,9 +155,59 @@ struct build {
     size_t nfiles;
     struct seg *segs;
     uint32_t nsegs, capsegs;
-    struct smap prev_be;               /* prev backends by name (health entry reuse) */
+    struct smap cur_eps;               /* key -> struct snap_epset of this build */
+    struct snap_epset **epsets;        /* refs, moved to the objset at the end */
+    uint32_t nepsets, capepsets;
     bool dry;                          /* reference checks only count problems */
     uint32_t dry_hits;
+};
+
+/*
+ * The endpoints of one Service port, shared by every snapshot whose inputs
+ * for it are the same objects (the Service and its EndpointSlices or
+ * Endpoints, compared by identity: reused documents keep their objects), so
+ * a reload where most Services' pods did not change rebuilds only the sets
+ * that did, and releasing a snapshot puts only what no newer one shares.
+ * Holds one health-table ref per endpoint. Immutable; refcounted.
+ */
+struct snap_epset {
+    _Atomic unsigned refs;
+    char *key;                         /* "ns/svc:port" (in this block) */
+    const struct k8s_obj *svc;         /* inputs, by identity (the snapshots hold the refs) */
+    uint32_t port_index;
+    const struct k8s_obj **srcs;       /* EndpointSlices in order, or the Endpoints */
+    uint32_t nsrcs;
+    struct snap_endpoint *eps;
+    uint32_t neps, nready;
+    uint32_t pod_port;                 /* resolved pod port (0 = several / unknown) */
+};
+
+void snap__epset_put(struct snap_epset *e);
+
+/*
+ * A document that decoded without any diagnostic, remembered by the hash of
+ * its bytes: the next load reuses its objects when the same bytes come again
+ * (same file) instead of parsing them, so an EndpointSlice-only change
+ * re-parses only the slices that changed. Positions inside reused objects
+ * are those of decode time (line_shift maps them); a reused object that
+ * needs a diagnostic is re-decoded from the current text first.
+ */
+struct snap_doc {
+    char *key;                         /* "HASH/LEN/FILE" (malloc) */
+    struct k8s_obj **objs;             /* refs */
+    uint32_t nobjs;
+    unsigned line0;                    /* where the document began when its objects were decoded */
+};
+
+struct snap_objset {
+    struct snap_epset **epsets;        /* refs: the endpoint sets of this snapshot */
+    uint32_t nepsets;
+    struct smap epidx;                 /* key -> epset (for the next load) */
+    struct k8s_objs objs;              /* refs, file order */
+    struct smap idx;                   /* (kind, key) -> obj */
+    struct snap_doc *docs;
+    uint32_t ndocs;
+    struct smap docidx;                /* key -> struct snap_doc */
 };
 
 /* snap_build.c */

@@ -29,8 +29,12 @@
  *
  * Reloads mostly change a few documents (pods come and go): each document's
  * bytes are hashed, and a document identical to one of the previous load
- * reuses its decoded objects without being parsed again (struct snap_doc),
- * which is what makes an EndpointSlice-only change cheap.
+ * reuses its decoded objects without being parsed again (struct snap_doc);
+ * the documents that must be decoded are split between this thread and one
+ * helper when there are many. A Service port whose inputs are the very same
+ * objects keeps its endpoint set (struct snap_epset, shared between
+ * snapshots with its health refs), which is what makes an
+ * EndpointSlice-only change cost a fraction of a full build.
  *
  * This file does reading, decoding, duplicates, quarantine and document
  * reuse; snap_build.c does references, resolution and the snapshot itself.
@@ -64,35 +68,17 @@
 
 /* ---- the object set a snapshot keeps (refs + index for the next load) ---- */
 
-/*
- * A document that decoded without any diagnostic, remembered by the hash of
- * its bytes: the next load reuses its objects when the same bytes come again
- * instead of parsing them (an EndpointSlice-only change re-parses only the
- * slices that changed). Positions inside a reused object may be stale if
- * earlier documents grew or shrank; a reused object that needs a diagnostic
- * is re-decoded from the current text first, so messages stay exact.
- */
-struct snap_doc {
-    char *key;                         /* "HASH/LEN/FILE" (malloc) */
-    struct k8s_obj **objs;             /* refs */
-    uint32_t nobjs;
-    unsigned line0;                    /* where the document began when its objects were decoded */
-};
-
-struct snap_objset {
-    struct k8s_objs objs;              /* refs, file order */
-    struct smap idx;                   /* (kind, key) -> obj */
-    struct snap_doc *docs;
-    uint32_t ndocs;
-    struct smap docidx;                /* key -> struct snap_doc */
-};
-
+/* the last ref of a snapshot's object set: objects, endpoint sets, documents */
 static void objset_free(struct snap_objset *os)
 {
     if (!os)
         return;
     k8s_objs_free(&os->objs);
     smap_free(&os->idx);
+    for (uint32_t i = 0; i < os->nepsets; i++)
+        snap__epset_put(os->epsets[i]);
+    free(os->epsets);
+    smap_free(&os->epidx);
     for (uint32_t i = 0; i < os->ndocs; i++) {
         for (uint32_t j = 0; j < os->docs[i].nobjs; j++)
             k8s_obj_put(os->docs[i].objs[j]);
@@ -276,7 +262,10 @@ static void build_free(struct build *b)
     smap_free(&b->seen);
     smap_free(&b->slices);
     smap_free(&b->be_idx);
-    smap_free(&b->prev_be);
+    smap_free(&b->cur_eps);
+    for (uint32_t i = 0; i < b->nepsets; i++)
+        snap__epset_put(b->epsets[i]); /* only left on failure: snap_load moves them */
+    free(b->epsets);
     arena_free(b->tmp);
     free(b->q);
     free(b->bes);
@@ -779,6 +768,13 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
         for (uint32_t j = 0; j < g->n; j++)
             doc->objs[j] = k8s_obj_ref(segobjs[g->first + j]);
     }
+    os->epsets = b.epsets;
+    os->nepsets = b.nepsets;
+    b.epsets = NULL;
+    b.nepsets = 0;
+    smap_init(&os->epidx, os->nepsets);
+    for (uint32_t i = 0; i < os->nepsets; i++)
+        smap_set(&os->epidx, 0, os->epsets[i]->key, os->epsets[i]);
     smap_init(&os->docidx, os->ndocs);
     for (uint32_t i = 0; i < os->ndocs; i++)
         smap_set(&os->docidx, 0, os->docs[i].key, &os->docs[i]);
@@ -790,21 +786,17 @@ struct snap *snap_load(const char *path, const struct snap *prev, const struct s
 }
 
 /*
- * Drops one ref; the last one puts every health entry, frees the upstream
- * SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
+ * Drops one ref; the last one puts its endpoint sets (and through them the
+ * health entries no other snapshot shares), frees the upstream SSL_CTXs, the TLS store, the route table's PCRE2 codes, the object set and
  * the arena. Any thread (workers drop the last ref of an old snapshot).
  */
 void snap_release(struct snap *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (uint32_t i = 0; i < s->nbackends; i++) {
-        struct snap_backend *be = &s->backends[i];
-        for (uint32_t j = 0; j < be->neps; j++)
-            hc_ep_put(be->eps[j].hc);
-        if (be->upstream_ssl_ctx)
-            SSL_CTX_free(be->upstream_ssl_ctx);
-    }
+    for (uint32_t i = 0; i < s->nbackends; i++)
+        if (s->backends[i].upstream_ssl_ctx)
+            SSL_CTX_free(s->backends[i].upstream_ssl_ctx);
     tls_store_free(s->tls);
     route_table_free((struct route_table *)s->routes); /* its PCRE2 codes; memory is the arena's */
     objset_free(s->objects);

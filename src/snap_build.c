@@ -15,8 +15,10 @@
  *   contents           settings, backends (+ hash rings), routes
  *                      (route_build), NetworkPolicy table, TLS store
  *
- * Everything derived lives in the snapshot arena; names and paths point into
- * the refcounted objects the snapshot keeps. Lookups are hash maps, so the
+ * Everything derived lives in the snapshot arena, except the endpoint sets
+ * (struct snap_epset: one block per Service port, refcounted, shared with the
+ * previous snapshot when their inputs did not change); names and paths point
+ * into the refcounted objects the snapshot keeps. Lookups are hash maps, so the
  * build is linear in objects + paths + endpoints. Loader thread.
  */
 #include <openssl/ssl.h>
@@ -379,26 +381,30 @@ static const unsigned char *find_ca(struct build *b, const struct k8s_obj *owner
 }
 
 /*
- * The health entry the previous snapshot's backend of the same name holds for
- * addr, with one more ref, or NULL. Endpoints usually keep their order, so
- * the same index is tried first; a map of the old backend is built only on a
- * mismatch. Taking a ref by atomic increment is safe here because prev holds
- * one for the whole load (hc_ep_put frees only at zero), and it spares the
- * health table's mutex and hash chain for the 99% of endpoints that stay.
+ * The health entry the previous set of the same Service port holds for addr,
+ * with one more ref, or NULL. Endpoints usually keep their order, so the
+ * same index is tried first; a map of the old set is built only on a
+ * mismatch. Taking a ref by atomic increment is safe: the previous snapshot
+ * holds its set (and so one ref per entry) for the whole load, and
+ * hc_ep_put frees only at zero; it spares the health table's mutex and hash
+ * chain for the endpoints that stay.
  */
-static struct hc_ep *prev_hc(const struct snap_backend *pb, struct smap *pmap, uint32_t i,
+static const char *u32_str(uint32_t v, char buf[12]);
+static bool buf_cat(char *buf, size_t cap, size_t *len, const char *s);
+
+static struct hc_ep *prev_hc(const struct snap_epset *pes, struct smap *pmap, uint32_t i,
                              const char *addr)
 {
     const struct snap_endpoint *pe = NULL;
-    if (!pb)
+    if (!pes)
         return NULL;
-    if (i < pb->neps && !strcmp(pb->eps[i].addr, addr)) {
-        pe = &pb->eps[i];
+    if (i < pes->neps && !strcmp(pes->eps[i].addr, addr)) {
+        pe = &pes->eps[i];
     } else {
         if (!pmap->cap) {
-            smap_init(pmap, pb->neps);
-            for (uint32_t j = 0; j < pb->neps; j++)
-                smap_set(pmap, 0, pb->eps[j].addr, (void *)&pb->eps[j]);
+            smap_init(pmap, pes->neps);
+            for (uint32_t j = 0; j < pes->neps; j++)
+                smap_set(pmap, 0, pes->eps[j].addr, (void *)&pes->eps[j]);
         }
         pe = smap_get(pmap, 0, addr);
     }
@@ -406,6 +412,121 @@ static struct hc_ep *prev_hc(const struct snap_backend *pb, struct smap *pmap, u
         return NULL;
     atomic_fetch_add_explicit(&pe->hc->refs, 1, memory_order_relaxed);
     return pe->hc;
+}
+
+void snap__epset_put(struct snap_epset *e)
+{
+    if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (uint32_t i = 0; i < e->neps; i++)
+        hc_ep_put(e->eps[i].hc);
+    free(e);
+}
+
+static void epset_keep(struct build *b, struct snap_epset *e)
+{
+    if (b->nepsets == b->capepsets) {
+        b->capepsets = b->capepsets ? b->capepsets * 2 : 64;
+        b->epsets = realloc(b->epsets, b->capepsets * sizeof(*b->epsets));
+        if (!b->epsets)
+            abort();
+    }
+    b->epsets[b->nepsets++] = e;
+    smap_set(&b->cur_eps, 0, e->key, e);
+}
+
+/* the objects the endpoints of svc come from, in order (tmp arena) */
+static uint32_t epset_inputs(struct build *b, const struct k8s_obj *svc,
+                             const struct k8s_obj ***out)
+{
+    uint32_t n = 0;
+    struct chain *ch = smap_get(&b->slices, 0, svc->key);
+    for (struct chain *c = ch; c; c = c->next)
+        n++;
+    const struct k8s_obj *eo = ch ? NULL : snap__find(b, K8S_ENDPOINTS, svc->key);
+    if (eo)
+        n = 1;
+    const struct k8s_obj **v = arena_alloc(b->tmp, (n ? n : 1) * sizeof(*v));
+    n = 0;
+    for (struct chain *c = ch; c; c = c->next)
+        v[n++] = c->o;
+    if (eo)
+        v[n++] = eo;
+    *out = v;
+    return n;
+}
+
+/*
+ * The endpoint set of Service port sp: shared with this build's other
+ * backends of the same port, else taken over from the previous snapshot when
+ * its inputs are the very same objects, else resolved anew.
+ */
+static struct snap_epset *epset_for(struct build *b, const struct k8s_obj *so,
+                                    const struct k8s_svc_port *sp, const char *svckey)
+{
+    char key[600], portbuf[12];
+    size_t kl = 0;
+    if (!buf_cat(key, sizeof(key), &kl, svckey) || !buf_cat(key, sizeof(key), &kl, ":") ||
+        !buf_cat(key, sizeof(key), &kl, u32_str(sp->port, portbuf)))
+        return NULL;
+    struct snap_epset *e = smap_get(&b->cur_eps, 0, key);
+    if (e)
+        return e;
+
+    const struct k8s_obj **srcs;
+    uint32_t nsrcs = epset_inputs(b, so, &srcs);
+    uint32_t port_index = (uint32_t)(sp - so->u.svc.ports);
+    const struct snap_objset *pos = b->prev ? b->prev->objects : NULL;
+    struct snap_epset *pes = pos ? smap_get(&pos->epidx, 0, key) : NULL;
+    if (pes && pes->svc == so && pes->port_index == port_index && pes->nsrcs == nsrcs &&
+        (!nsrcs || !memcmp(pes->srcs, srcs, nsrcs * sizeof(*srcs)))) {
+        atomic_fetch_add_explicit(&pes->refs, 1, memory_order_relaxed);
+        epset_keep(b, pes);
+        return pes;
+    }
+
+    uint32_t pod_port = resolve_endpoints(b, so, sp);
+    size_t strbytes = 0;
+    for (uint32_t i = 0; i < b->neps; i++)
+        strbytes += strlen(b->eps[i].addr) + 1;
+    /* one block: the set, its inputs, its endpoints, their names, its key */
+    size_t sz = sizeof(*e) + nsrcs * sizeof(*srcs) + b->neps * sizeof(*e->eps) + strbytes + kl + 1;
+    char *blk = calloc(1, sz + 16);
+    if (!blk)
+        abort();
+    e = (struct snap_epset *)blk;
+    char *p = blk + sizeof(*e);
+    p += (16 - ((uintptr_t)p & 15)) & 15; /* endpoints hold sockaddr_storage: align */
+    e->eps = (struct snap_endpoint *)p;
+    p += b->neps * sizeof(*e->eps);
+    e->srcs = (const struct k8s_obj **)p;
+    p += nsrcs * sizeof(*srcs);
+    atomic_init(&e->refs, 1);
+    e->svc = so;
+    e->port_index = port_index;
+    e->nsrcs = nsrcs;
+    if (nsrcs)
+        memcpy(e->srcs, srcs, nsrcs * sizeof(*srcs));
+    e->neps = b->neps;
+    e->pod_port = pod_port;
+    struct smap pmap = { 0 };
+    for (uint32_t i = 0; i < b->neps; i++) {
+        struct snap_endpoint *ep = &e->eps[i];
+        *ep = b->eps[i];
+        size_t l = strlen(b->eps[i].addr) + 1;
+        memcpy(p, b->eps[i].addr, l);
+        ep->addr = p;
+        p += l;
+        ep->hc = prev_hc(pes, &pmap, i, ep->addr);
+        if (!ep->hc)
+            ep->hc = hc_ep_get(ep->addr);
+        e->nready += ep->ready && !ep->terminating;
+    }
+    smap_free(&pmap);
+    memcpy(p, key, kl + 1);
+    e->key = p;
+    epset_keep(b, e);
+    return e;
 }
 
 /* decimal of v into buf[12], returns the start */
@@ -505,21 +626,13 @@ static int backend_for(struct build *b, const struct k8s_obj *ingo, const struct
         be->external_name = so->u.svc.external_name;
         be->external_port = sp ? (uint16_t)sp->port : 0;
     } else if (sp) {
-        uint32_t pod_port = resolve_endpoints(b, so, sp);
+        struct snap_epset *es = epset_for(b, so, sp, svckey);
         b->npin[idx].target_name = sp->target.is_num ? NULL : sp->target.str;
-        b->npin[idx].target_port = sp->target.is_num ? sp->target.num : pod_port;
-        if (b->neps) {
-            be->eps = arena_memdup(b->a, b->eps, b->neps * sizeof(*b->eps));
-            be->neps = b->neps;
-            const struct snap_backend *pb = smap_get(&b->prev_be, 0, name);
-            struct smap pmap = { 0 };
-            for (uint32_t i = 0; i < be->neps; i++) {
-                be->eps[i].hc = prev_hc(pb, &pmap, i, be->eps[i].addr);
-                if (!be->eps[i].hc)
-                    be->eps[i].hc = hc_ep_get(be->eps[i].addr);
-                be->nready += be->eps[i].ready && !be->eps[i].terminating;
-            }
-            smap_free(&pmap);
+        b->npin[idx].target_port = sp->target.is_num ? sp->target.num : es ? es->pod_port : 0;
+        if (es) {
+            be->eps = es->eps;
+            be->neps = es->neps;
+            be->nready = es->nready;
         }
     }
     if (be->upstream_tls) {
@@ -642,10 +755,7 @@ struct snap *snap__build(struct build *b, const char *path)
     /* indexes over the live set */
     smap_init(&b->slices, 64);
     smap_init(&b->be_idx, 64);
-    const struct snap *prev = b->prev;
-    smap_init(&b->prev_be, prev ? prev->nbackends : 1);
-    for (uint32_t i = 0; prev && i < prev->nbackends; i++)
-        smap_set(&b->prev_be, 0, prev->backends[i].name, &prev->backends[i]);
+    smap_init(&b->cur_eps, 64);
     bool default_adopts = false;
     uint32_t nnp = 0;
     for (uint32_t i = 0; i < b->live.n; i++) {
@@ -717,6 +827,9 @@ struct snap *snap__build(struct build *b, const char *path)
         if (s->backends[i].algo == LB_HASH || s->backends[i].affinity == LB_AFFINITY_CLIENT_IP)
             s->backends[i].ring = lb_ring_build(b->a, &s->backends[i]);
     s->routes = route_build(b->a, b->specs, b->nspecs, b->errs);
+    /* kept for admin /config; the strings belong to the objects this snapshot holds */
+    s->route_specs = b->nspecs ? arena_memdup(b->a, b->specs, b->nspecs * sizeof(*b->specs)) : NULL;
+    s->nroute_specs = b->nspecs;
 
     /* NetworkPolicy */
     if (nnp) {

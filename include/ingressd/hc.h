@@ -38,6 +38,7 @@ struct hc_ep {
     _Atomic uint32_t probation;         /* 1 after an ejection until the next success:
                                            one failure re-ejects at once */
     _Atomic uint64_t last_eject_end_ms; /* end of the previous ejection (multiplier decay) */
+    _Atomic uint32_t ewma_samples;      /* latency samples seen (EWMA weight floor) */
     struct hc_ep *next;                 /* health table chain; under the table mutex only */
 };
 
@@ -97,13 +98,18 @@ void hc_set_outlier(const struct snap_outlier_conf *oc);
 void hc_get_outlier(struct snap_outlier_conf *out);
 
 /*
- * Latency EWMA (peak-EWMA, as Finagle/Envoy/ingress-nginx): a sample above the
- * average replaces it at once, otherwise it is blended in with weight
- * 1 - exp(-dt/tau), tau = HC_EWMA_TAU_MS. hc_ewma_get() decays the average
- * toward 0 with the idle time, so a once-slow endpoint is eventually retried.
- * Lock-free; concurrent updates may lose a sample (harmless for a moving average).
+ * Latency EWMA (ingress-nginx's time-decayed EWMA): a sample is blended in
+ * with weight 1 - exp(-dt/tau), tau = HC_EWMA_TAU_MS, dt the time since the
+ * previous sample, but never less than 1/(n+1) for the n-th sample (n capped
+ * at HC_EWMA_MIN_N): the first samples are a plain mean (a cold first request
+ * does not stick for tau), and at high request rates a slowdown still shows
+ * within ~HC_EWMA_MIN_N samples while one spike fades as fast. hc_ewma_get()
+ * decays the average toward 0 with the idle time, so a once-slow endpoint is
+ * eventually retried. Lock-free; concurrent updates may lose a sample
+ * (harmless for a moving average).
  */
 #define HC_EWMA_TAU_MS 10000
+#define HC_EWMA_MIN_N 16
 void hc_ewma_update(struct hc_ep *ep, uint64_t sample_us, uint64_t now_ms);
 uint64_t hc_ewma_get(const struct hc_ep *ep, uint64_t now_ms);
 

@@ -136,6 +136,7 @@ struct pod {
     _Atomic int mode;
     _Atomic bool stop;
     _Atomic unsigned requests;
+    uint64_t at_ms[64];                /* arrival of each request (first 64) */
     pthread_t th;
     int hung[64];
     int nhung;
@@ -186,7 +187,12 @@ static void *pod_main(void *arg)
         char buf[1024];
         struct pollfd cp = { .fd = c, .events = POLLIN };
         if (poll(&cp, 1, 500) > 0 && read(c, buf, sizeof(buf)) > 0) {
-            atomic_fetch_add(&p->requests, 1);
+            unsigned k = atomic_fetch_add(&p->requests, 1);
+            if (k < 64) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                p->at_ms[k] = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+            }
             const char *r = mode == POD_503 ? "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
                                             : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
             ssize_t w = write(c, r, strlen(r));
@@ -290,8 +296,8 @@ Test(hc, http_probe_marks_down_within_interval_times_threshold_and_up_again, .in
     atomic_store(&pod.mode, POD_HANG);
     long t = wait_state(ep, HC_DOWN, 2000);
     cr_log_info("hanging pod out of rotation after %ld ms (interval 100 ms x threshold 2)", t);
-    /* worst case threshold x interval + timeout (the last check must time out); slack for load */
-    cr_assert(t >= 0 && t <= 2 * 100 + 80 + 200, "down after %ld ms", t);
+    /* worst case interval + threshold x timeout (fast re-checks between states); slack for load */
+    cr_assert(t >= 0 && t <= 2 * 100 + 200, "down after %ld ms", t);
     cr_assert_not(hc_ep_is_usable(ep, hc_now_ms()));
     cr_assert_str_eq(hc_state_name(ep, hc_now_ms()), "down");
 
@@ -309,11 +315,40 @@ Test(hc, http_probe_marks_down_within_interval_times_threshold_and_up_again, .in
 
     atomic_store(&pod.mode, POD_503);
     cr_assert(wait_state(ep, HC_DOWN, 2000) >= 0, "status outside 200-399 fails");
+    /* steadily down: the plain interval again, no fast re-checks */
+    usleep(150 * 1000);
+    r0 = atomic_load(&pod.requests);
+    usleep(1000 * 1000);
+    probes = atomic_load(&pod.requests) - r0;
+    cr_assert(probes >= 8 && probes <= 12, "%u probes in 1 s while down", probes);
 
     hc_stop();
     pod_stop(&pod);
     fake_put(&f);
     cr_assert_eq(hc_table_size(), 0, "probes release their refs");
+}
+
+Test(hc, a_healthy_pod_sees_the_jittered_interval_from_its_first_check, .init = quiet)
+{
+    struct pod pod;
+    pod_start(&pod, 0);
+    struct fake_snap f;
+    uint16_t ports[] = { pod.port };
+    fake_init(&f, ports, 1, "/healthz", 100);
+    cr_assert_eq(hc_start(), 0);
+    hc_apply(&f.s);
+    uint64_t t0 = hc_now_ms();
+    while (atomic_load(&pod.requests) < 8 && hc_now_ms() - t0 < 3000)
+        usleep(5000);
+    hc_stop();
+    pod_stop(&pod);
+    cr_assert(atomic_load(&pod.requests) >= 8);
+    for (int i = 1; i < 8; i++) {
+        uint64_t gap = pod.at_ms[i] - pod.at_ms[i - 1];
+        /* 90..100 ms by design; a little slack for scheduling on a busy machine */
+        cr_assert(gap >= 85 && gap <= 160, "gap %d is %llu ms", i, (unsigned long long)gap);
+    }
+    fake_put(&f);
 }
 
 Test(hc, tcp_probe_without_path, .init = quiet)
@@ -383,6 +418,8 @@ Test(hc, passing_checks_end_an_ejection_early, .init = quiet)
     uint16_t ports[] = { pod.port };
     fake_init(&f, ports, 1, "/healthz", 50);
     struct hc_ep *ep = f.eps[0].hc;
+    /* a steady UP endpoint (no fast re-checks) that requests keep failing */
+    atomic_store(&ep->active_state, HC_UP);
     struct snap_outlier_conf oc = { 1, 60000, 60000, 100 };
     cr_assert(hc_report_failure(ep, &oc, 1, 0));
     cr_assert(hc_ep_is_ejected(ep, hc_now_ms()));

@@ -242,18 +242,32 @@ Test(lb, ewma_tries_an_endpoint_without_samples_and_penalises_in_flight)
     arena_free(a);
 }
 
-Test(lb, ewma_is_peak_sensitive_and_decays)
+Test(lb, ewma_follows_a_slowdown_lets_a_spike_fade_and_decays_when_idle)
 {
     struct hc_ep *ep = hc_ep_get("10.9.9.9:80");
     hc_ewma_update(ep, 1000, 1000);
-    cr_assert_eq(hc_ewma_get(ep, 1000), 1000);
-    hc_ewma_update(ep, 9000, 1001);
-    cr_assert_eq(hc_ewma_get(ep, 1001), 9000, "a slowdown shows at once");
-    hc_ewma_update(ep, 1000, 1001 + HC_EWMA_TAU_MS);
-    uint64_t v = hc_ewma_get(ep, 1001 + HC_EWMA_TAU_MS);
-    cr_assert(v > 3500 && v < 4500, "one tau blends 1/e of the old value: %llu",
+    cr_assert_eq(hc_ewma_get(ep, 1000), 1000, "the first sample is the average");
+    /* a steady 1 ms endpoint at a high rate (same millisecond: the weight floor applies) */
+    for (int i = 0; i < 100; i++)
+        hc_ewma_update(ep, 1000, 1000);
+    hc_ewma_update(ep, 50000, 1000); /* one 50 ms spike */
+    uint64_t v = hc_ewma_get(ep, 1000);
+    cr_assert(v > 1000 && v < 1000 + 49000 / 10, "one spike moves it a little: %llu",
               (unsigned long long)v);
-    cr_assert(hc_ewma_get(ep, 1001 + 4 * HC_EWMA_TAU_MS) < v / 10, "idle decay toward 0");
+    for (int i = 0; i < 30; i++)
+        hc_ewma_update(ep, 1000, 1000);
+    v = hc_ewma_get(ep, 1000);
+    cr_assert(v < 1500, "and fades within a few dozen samples: %llu", (unsigned long long)v);
+    /* a real slowdown to 9 ms shows within ~2 x HC_EWMA_MIN_N samples */
+    for (int i = 0; i < 2 * HC_EWMA_MIN_N; i++)
+        hc_ewma_update(ep, 9000, 1000);
+    v = hc_ewma_get(ep, 1000);
+    cr_assert(v > 7000, "slowdown seen: %llu", (unsigned long long)v);
+    /* sparse traffic: one tau between samples blends 1 - 1/e of the new one */
+    hc_ewma_update(ep, 1000, 1000 + HC_EWMA_TAU_MS);
+    uint64_t w = hc_ewma_get(ep, 1000 + HC_EWMA_TAU_MS);
+    cr_assert(w < v * 0.5, "time decay between sparse samples: %llu", (unsigned long long)w);
+    cr_assert(hc_ewma_get(ep, 1000 + 5 * HC_EWMA_TAU_MS) < w / 10, "idle decay toward 0");
     hc_ep_put(ep);
 }
 

@@ -38,6 +38,18 @@ static struct snap *load_text(const char *text, const struct snap *prev, struct 
     return s;
 }
 
+/* the same path every time, as a reload reads it (documents are reused per file) */
+static struct snap *load_same_path(const char *path, const char *text, const struct snap *prev,
+                                   struct cfg_errs *errs)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    struct snap_load_opts opts = { 0 };
+    return snap_load(path, prev, &opts, errs);
+}
+
 #define PC "apiVersion: ingressd/v1\nkind: ProxyConfig\nspec:\n  listen:\n  - address: 127.0.0.1:18080\n"
 
 static const char *const basic =
@@ -151,10 +163,14 @@ Test(snap, quarantine_keeps_last_good_version)
 {
     struct cfg_errs errs;
     cfg_errs_init(&errs);
+    char tpath[] = "/tmp/ingressd-test-reload-XXXXXX";
+    int tfd = mkstemp(tpath);
+    cr_assert(tfd >= 0);
+    close(tfd);
     char *good = ingress("shop", "", "", "shop.example.com");
     char *text = NULL;
     cr_assert(asprintf(&text, PC "%s%s", svc_web, good) > 0);
-    struct snap *s1 = load_text(text, NULL, &errs);
+    struct snap *s1 = load_same_path(tpath, text, NULL, &errs);
     cr_assert_not_null(s1);
     cr_assert_eq(s1->nquarantine, 0);
     free(text);
@@ -167,7 +183,7 @@ Test(snap, quarantine_keeps_last_good_version)
     p = strstr(newbad, "pathType: Prefix");
     memcpy(p, "pathType: Bogus!", 16);
     cr_assert(asprintf(&text, PC "%s%s%s", svc_web, bad, newbad) > 0);
-    struct snap *s2 = load_text(text, s1, &errs);
+    struct snap *s2 = load_same_path(tpath, text, s1, &errs);
     cr_assert_not_null(s2);
     cr_assert_eq(s2->gen, 2);
     cr_assert_eq(s2->nquarantine, 2);
@@ -185,7 +201,7 @@ Test(snap, quarantine_keeps_last_good_version)
     cr_assert_str_eq(s2->backends[0].name, "default/web:80");
 
     /* a third load quarantines again from s2 (the reused object travels on) */
-    struct snap *s3 = load_text(text, s2, &errs);
+    struct snap *s3 = load_same_path(tpath, text, s2, &errs);
     cr_assert_eq(s3->gen, 3);
     cr_assert_eq(s3->ningresses, 1);
     cr_assert(s3->quarantine[0].serving_previous);
@@ -193,8 +209,9 @@ Test(snap, quarantine_keeps_last_good_version)
     snap_release(s3);
 
     /* invalid YAML: nothing */
-    cr_assert_null(load_text("a: [\n", NULL, &errs));
+    cr_assert_null(load_same_path(tpath, "a: [\n", NULL, &errs));
     free(text), free(good), free(bad), free(newbad);
+    unlink(tpath);
     cfg_errs_free(&errs);
 }
 
@@ -295,10 +312,14 @@ Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
 {
     struct cfg_errs errs;
     cfg_errs_init(&errs);
+    char tpath[] = "/tmp/ingressd-test-reload-XXXXXX";
+    int tfd = mkstemp(tpath);
+    cr_assert(tfd >= 0);
+    close(tfd);
     char *ing = ingress("shop", "", "", "shop.example.com");
     char *text = NULL;
     cr_assert(asprintf(&text, PC "%s%s", svc_web, ing) > 0);
-    struct snap *s1 = load_text(text, NULL, &errs);
+    struct snap *s1 = load_same_path(tpath, text, NULL, &errs);
     cr_assert_not_null(s1);
     free(text);
 
@@ -310,7 +331,7 @@ Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
     cr_assert(asprintf(&svc3, "%.*s[127.0.0.2, 127.0.0.3]%s", (int)(p - svc2), svc2,
                        p + strlen("[127.0.0.2]")) > 0);
     cr_assert(asprintf(&text, PC "%s%s", svc3, ing) > 0);
-    struct snap *s2 = load_text(text, s1, &errs);
+    struct snap *s2 = load_same_path(tpath, text, s1, &errs);
     cr_assert_not_null(s2);
     cr_assert_eq(errs.nerrors, 0);
     const struct snap_backend *be = snap_find_backend(s2, "default/web:80");
@@ -321,7 +342,7 @@ Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
 
     /* the Service goes away and lines shift: the reused Ingress is reported at its new line */
     cr_assert(asprintf(&text, PC "---\n# a comment\n# and another\n%s", ing) > 0);
-    struct snap *s3 = load_text(text, s2, &errs);
+    struct snap *s3 = load_same_path(tpath, text, s2, &errs);
     cr_assert_not_null(s3);
     cr_assert_eq(errs.nerrors, 1);
     const struct cfg_err *e = &errs.v[errs.n - 1];
@@ -344,6 +365,7 @@ Test(snap, reload_reuses_unchanged_documents_with_exact_diagnostics)
     snap_release(s2);
     snap_release(s3);
     free(text), free(ing), free(svc2), free(svc3);
+    unlink(tpath);
     cfg_errs_free(&errs);
 }
 
@@ -456,23 +478,28 @@ Test(snap, a_document_written_twice_on_reload_is_one_duplicate)
 {
     struct cfg_errs errs;
     cfg_errs_init(&errs);
+    char tpath[] = "/tmp/ingressd-test-reload-XXXXXX";
+    int tfd = mkstemp(tpath);
+    cr_assert(tfd >= 0);
+    close(tfd);
     char *text = NULL;
     cr_assert(asprintf(&text, PC "%s", svc_web) > 0);
-    struct snap *s1 = load_text(text, NULL, &errs);
+    struct snap *s1 = load_same_path(tpath, text, NULL, &errs);
     cr_assert_not_null(s1);
     free(text);
     /* the same Service document twice: the cached objects must not be shared by both */
     cr_assert(asprintf(&text, PC "%s%s", svc_web, svc_web) > 0);
-    struct snap *s2 = load_text(text, s1, &errs);
+    struct snap *s2 = load_same_path(tpath, text, s1, &errs);
     cr_assert_not_null(s2);
     cr_assert_eq(errs.nerrors, 2, "the second Service and the second slice are duplicates");
     cr_assert_eq(s2->nservices, 1);
-    struct snap *s3 = load_text(text, s2, &errs);
+    struct snap *s3 = load_same_path(tpath, text, s2, &errs);
     cr_assert_not_null(s3);
     snap_release(s1);
     snap_release(s2);
     snap_release(s3);
     free(text);
+    unlink(tpath);
     cfg_errs_free(&errs);
 }
 
@@ -516,18 +543,22 @@ Test(snap, reused_objects_report_shifted_lines)
 {
     struct cfg_errs errs;
     cfg_errs_init(&errs);
+    char tpath[] = "/tmp/ingressd-test-reload-XXXXXX";
+    int tfd = mkstemp(tpath);
+    cr_assert(tfd >= 0);
+    close(tfd);
     char *a = ingress("a", "", "", "shop.example.com");
     char *b2 = ingress("b", "", "", "shop.example.com");
     char *text = NULL;
     cr_assert(asprintf(&text, PC "%s%s%s", svc_web, a, b2) > 0);
-    struct snap *s1 = load_text(text, NULL, &errs);
+    struct snap *s1 = load_same_path(tpath, text, NULL, &errs);
     cr_assert_not_null(s1);
     cr_assert_eq(errs.nwarnings, 1, "the same host/path twice: the first Ingress wins");
     unsigned line1 = errs.v[0].line;
     free(text);
     /* three more lines before the Ingresses: both are reused, the warning moves with them */
     cr_assert(asprintf(&text, PC "---\n# one\n# two\n%s%s%s", svc_web, a, b2) > 0);
-    struct snap *s2 = load_text(text, s1, &errs);
+    struct snap *s2 = load_same_path(tpath, text, s1, &errs);
     cr_assert_not_null(s2);
     cr_assert_eq(errs.nwarnings, 2);
     cr_assert_eq(errs.v[errs.n - 1].line, line1 + 3, "got %u want %u", errs.v[errs.n - 1].line,
@@ -535,6 +566,7 @@ Test(snap, reused_objects_report_shifted_lines)
     snap_release(s1);
     snap_release(s2);
     free(text), free(a), free(b2);
+    unlink(tpath);
     cfg_errs_free(&errs);
 }
 
@@ -584,5 +616,53 @@ Test(snap, large_configuration_decodes_in_document_order)
     snap_release(s);
     snap_release(s2);
     free(text);
+    cfg_errs_free(&errs);
+}
+
+Test(snap, unchanged_services_share_their_endpoints_across_reloads)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    const char *other =
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec: {ports: [{port: 80}]}\n"
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+        "metadata: {name: api-1, labels: {kubernetes.io/service-name: api}}\naddressType: IPv4\n"
+        "ports: [{port: 9000}]\nendpoints: [{addresses: [127.0.0.20, 127.0.0.21]}]\n";
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *ing2 = ingress("api", "", "", "api.example.com");
+    char *p = strstr(ing2, "name: web");
+    memcpy(p, "name: api", 9);
+    char *text = NULL;
+    char path[] = "/tmp/ingressd-test-share-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert(asprintf(&text, PC "%s%s%s%s", svc_web, other, ing, ing2) > 0);
+    struct snap *s1 = load_same_path(path, text, NULL, &errs);
+    cr_assert_not_null(s1);
+    free(text);
+    /* web's slice gains a pod; api's documents are untouched */
+    char *svc3 = NULL, *q = strstr(svc_web, "[127.0.0.2]");
+    cr_assert(asprintf(&svc3, "%.*s[127.0.0.2, 127.0.0.3]%s", (int)(q - svc_web), svc_web,
+                       q + strlen("[127.0.0.2]")) > 0);
+    cr_assert(asprintf(&text, PC "%s%s%s%s", svc3, other, ing, ing2) > 0);
+    struct snap *s2 = load_same_path(path, text, s1, &errs);
+    unlink(path);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nerrors, 0);
+    const struct snap_backend *a1 = snap_find_backend(s1, "default/api:80");
+    const struct snap_backend *a2 = snap_find_backend(s2, "default/api:80");
+    const struct snap_backend *w1 = snap_find_backend(s1, "default/web:80");
+    const struct snap_backend *w2 = snap_find_backend(s2, "default/web:80");
+    cr_assert_eq(a1->eps, a2->eps, "api's endpoints are shared, not rebuilt");
+    cr_assert_neq(w1->eps, w2->eps);
+    cr_assert_eq(w2->neps, 2);
+    cr_assert_eq(w1->eps[0].hc, w2->eps[0].hc, "health state carries over");
+    snap_release(s1);
+    /* s2 stands alone after s1 is gone */
+    cr_assert_str_eq(a2->eps[1].addr, "127.0.0.21:9000");
+    cr_assert_eq(a2->nready, 2);
+    snap_release(s2);
+    free(text), free(svc3), free(ing), free(ing2);
     cfg_errs_free(&errs);
 }
