@@ -103,8 +103,16 @@ void conn_timer(struct conn *c, uint32_t ms)
 void conn_flush(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (c->tls || evbuffer_get_length(out) == 0)
+    size_t len = evbuffer_get_length(out);
+    if (len == 0)
         return;
+    if (c->tls) {
+        /* the TLS bufferevent writes one record per chain: a small response
+         * in one chain is one record and one write instead of two */
+        if (len <= 16384)
+            evbuffer_pullup(out, (ev_ssize_t)len);
+        return;
+    }
     /* a socket bufferevent freezes its output's start outside its own callbacks */
     evbuffer_unfreeze(out, 1);
     evbuffer_write(out, bufferevent_getfd(c->bev));
@@ -245,6 +253,8 @@ void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
             log_warn("worker %u: no TLS context for %s, closing", w->id, l->address);
             goto fail;
         }
+        /* no SSL read-ahead: bufferevent_openssl would not see records that
+         * OpenSSL buffered (no socket readability left), and stall */
         c->bev = bufferevent_openssl_socket_new(w->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                 BEV_OPT_CLOSE_ON_FREE);
         if (!c->bev) {

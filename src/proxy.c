@@ -25,10 +25,14 @@
  *   -> response head parsed (invalid -> 502, read timeout -> 504), rewritten,
  *      body streamed back the same way; 101 -> raw tunnel both ways
  *   -> failures before any response byte: lb_done(CONNECT_FAIL/RESET/
- *      TIMEOUT), retried on another endpoint within the retry count and the
- *      retry budget (resets and 5xx only for idempotent requests whose body
- *      was not consumed); a reused pooled connection found dead is retried
+ *      TIMEOUT), retried on another endpoint as the backend's retry-on says
+ *      (default: connect failures and resets), within the retry count;
+ *      timeouts and 5xx retries also spend the retry budget. Resets, read
+ *      timeouts and 5xx are retried only for idempotent requests whose body
+ *      was not consumed; a reused pooled connection found dead is retried
  *      once on a fresh one. Never once response bytes went out.
+ *   -> ExternalName Services: no endpoints, the name is resolved (evdns,
+ *      per-worker base, 10 s answer cache) and connected to directly.
  *   -> px_finish(): lb_done, counters, snapshot ref released, upstream back
  *      to its pool, downstream back to keep-alive (or closed).
  *
