@@ -103,13 +103,29 @@ static void check_tls_secret(struct build *b, struct k8s_obj *o, const char *ns,
                       field, ns, name, sec->u.sec.type);
 }
 
-static void check_backend_ref(struct build *b, struct k8s_obj *o, const struct k8s_ing_backend *bk,
-                              const char *where)
+/*
+ * rule < 0: spec.defaultBackend; else spec.rules[rule].http.paths[path].backend.
+ * The name is formatted only for a message: 10,000 clean paths must not pay
+ * an snprintf each.
+ */
+static const char *backend_where(char *buf, size_t cap, int rule, uint32_t path)
 {
+    if (rule < 0)
+        return "spec.defaultBackend";
+    snprintf(buf, cap, "spec.rules[%d].http.paths[%u].backend", rule, path);
+    return buf;
+}
+
+static void check_backend_ref(struct build *b, struct k8s_obj *o, const struct k8s_ing_backend *bk,
+                              int rule, uint32_t path)
+{
+    char wbuf[96];
+    const char *where;
     if (!bk->set || !bk->service)
         return;
     struct k8s_obj *so = find_any(b, K8S_SERVICE, nskey(b, o->meta.ns, bk->service));
     if (!so) {
+        where = b->dry ? "" : backend_where(wbuf, sizeof(wbuf), rule, path);
         xerr(b, o, bk->pos, "%s.service.name: Service %s/%s not found", where,
                       o->meta.ns, bk->service);
         return;
@@ -117,6 +133,7 @@ static void check_backend_ref(struct build *b, struct k8s_obj *o, const struct k
     if ((!bk->port_name && !bk->port_number) || so->nerrors)
         return; /* reported by the decoder, here or on the Service */
     if (!svc_port(&so->u.svc, bk)) {
+        where = b->dry ? "" : backend_where(wbuf, sizeof(wbuf), rule, path);
         if (bk->port_name)
             xerr(b, o, bk->port_pos,
                           "%s.service.port.name: Service %s/%s has no port named \"%s\"", where,
@@ -132,12 +149,10 @@ void snap__check_ingress(struct build *b, struct k8s_obj *o)
 {
     struct k8s_ingress *ing = &o->u.ing;
     char where[96];
-    check_backend_ref(b, o, &ing->default_backend, "spec.defaultBackend");
+    check_backend_ref(b, o, &ing->default_backend, -1, 0);
     for (uint32_t i = 0; i < ing->nrules; i++)
-        for (uint32_t j = 0; j < ing->rules[i].npaths; j++) {
-            snprintf(where, sizeof(where), "spec.rules[%u].http.paths[%u].backend", i, j);
-            check_backend_ref(b, o, &ing->rules[i].paths[j].backend, where);
-        }
+        for (uint32_t j = 0; j < ing->rules[i].npaths; j++)
+            check_backend_ref(b, o, &ing->rules[i].paths[j].backend, (int)i, j);
     for (uint32_t i = 0; i < ing->ntls; i++)
         if (ing->tls[i].secret) {
             snprintf(where, sizeof(where), "spec.tls[%u].secretName", i);
