@@ -543,6 +543,7 @@ void px_start(struct conn *c, long head_len)
         return;
     }
     r->usheadlen = (uint32_t)b.n;
+    r->no_host = !host.p;
 
     r->lbr.client = (const struct sockaddr *)&c->peer;
     r->lbr.path = str_make(r->ushead + tstart, pathlen);
@@ -597,7 +598,14 @@ static void attach(struct px_req *r, bool fresh)
         return;
     }
     r->us = u;
-    evbuffer_add(bufferevent_get_output(u->bev), r->ushead, r->usheadlen);
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    if (r->no_host && r->ep->addr) {
+        /* HTTP/1.0 without Host: we speak 1.1 upstream, which needs one */
+        evbuffer_add(out, r->ushead, r->usheadlen - 2);
+        evbuffer_add_printf(out, "Host: %s\r\n\r\n", r->ep->addr);
+    } else {
+        evbuffer_add(out, r->ushead, r->usheadlen);
+    }
     if (u->connected) {
         ups_flush(u);
         r->state = PX_WAIT_RESP;

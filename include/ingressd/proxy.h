@@ -74,6 +74,7 @@ struct px_req {
     bool dechunk;                      /* HTTP/1.0 client, chunked response */
     bool sent_100;
     bool ds_eof;                       /* the client half-closed (no more input) */
+    bool no_host;                      /* HTTP/1.0 without Host: add the endpoint's */
     bool retry_begun;
     bool ds_paused, us_paused;         /* backpressure */
     unsigned attempts;

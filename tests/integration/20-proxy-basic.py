@@ -163,6 +163,13 @@ def http10_and_connection_close():
     data = raw(LISTEN, b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n", timeout=3)
     check(data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello, world\n"),
           "1.0 answered and closed: %r" % data)
+    # HTTP/1.0 without Host (routed by host-less rules): the pod still gets a Host
+    p2 = Proxy(proxy_config(listen=["127.0.0.1:%d" % (BASE + 7)], workers=1) + backend("web", [A]) +
+               ingress("any", [(None, "/", "Prefix", "web", 80)]))
+    data = raw("127.0.0.1:%d" % (BASE + 7), b"GET /echo/h HTTP/1.0\r\n\r\n", timeout=3)
+    check(data.startswith(b"HTTP/1.1 200") and b"Host: %s" % A.encode() in data,
+          "Host added for a 1.0 request without one: %r" % data)
+    p2.stop()
     # HTTP/1.0 keep-alive
     data = raw(LISTEN, b"GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n" * 2,
                timeout=1.5)
