@@ -306,7 +306,9 @@ static bool is_idempotent(uint8_t m)
 
 static struct str host_only(struct str h)
 {
-    if (h.n && h.p[0] == '[') {
+    if (!h.n)
+        return h;
+    if (h.p[0] == '[') {
         const char *e = memchr(h.p, ']', h.n);
         return e ? str_make(h.p, (size_t)(e - h.p) + 1) : h;
     }
