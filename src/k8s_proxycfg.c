@@ -27,7 +27,7 @@
  *   spec.retries                   int 0-10  2      connect-failure retries
  *   spec.retryBudgetPercent        int 0-100 20     of live requests (>= 3 always)
  *   spec.panicThreshold            int 0-100 0      percent healthy below which all serve
- *   spec.upstreamKeepalive         int       32     idle conns per endpoint per worker
+ *   spec.upstreamKeepalive         int       320    idle conns per endpoint per worker (ingress-nginx)
  *   spec.healthCheck.path          string           none = TCP connect check
  *   spec.healthCheck.interval      duration  0      0 = no active checks
  *   spec.healthCheck.timeout       duration  1s
@@ -213,7 +213,7 @@ void k8s_proxycfg_defaults(struct snap_settings *s)
     };
     s->max_body_size = 0;
     s->max_header_size = 32 * 1024;
-    s->upstream_keepalive = 32;
+    s->upstream_keepalive = 320;
     s->retries = 2;
     s->retry_budget_pct = 20;
     s->panic_threshold_pct = 0;
