@@ -57,6 +57,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "ingressd/conn.h"
@@ -296,6 +297,97 @@ static void px_error(struct px_req *r, unsigned status, const char *extra, size_
     px_finish(r);
 }
 
+/* ---- rewrite-target ---- */
+
+/*
+ * Expands a route's rewrite-target the way ingress-nginx's generated
+ * `rewrite "(?i)<path>" <target> break;` does: the WHOLE path is replaced by
+ * the target (since ingress-nginx 0.22 nothing of the request path survives
+ * unless a capture group carries it), $0..$9 taken from the groups of the
+ * route's regex (a non-regex rule has no groups: $n are empty, as for a
+ * literal nginx pattern). The query follows nginx's argument rules: "?q"
+ * after a target without '?', "&q" after one with a query of its own,
+ * nothing when the target ends in '?'. Bytes of the target that cannot
+ * appear in a request line are %-encoded; captures come from the validated,
+ * normalised path and are copied as they are. A result not starting with
+ * '/' gets one (redirect targets excepted).
+ *
+ * Writes min(total, cap) bytes to out (out may be NULL with cap 0, to size);
+ * returns the total length and the length without the query in *plen.
+ */
+struct rw_out {
+    char *p;
+    size_t n, cap;
+    bool lead;                         /* a '/' is due before the first byte */
+};
+
+static void rw_put(struct rw_out *o, const char *s, size_t n)
+{
+    if (!n)
+        return;
+    if (o->lead) {
+        o->lead = false;
+        if (s[0] != '/')
+            rw_put(o, "/", 1);
+    }
+    if (o->n + n <= o->cap)
+        memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+static bool rw_is_redirect(const char *t, size_t tn)
+{
+    return (tn > 7 && !strncasecmp(t, "http://", 7)) || (tn > 8 && !strncasecmp(t, "https://", 8));
+}
+
+static size_t rw_expand(const char *t, size_t tn, const char *path, const struct route_caps *caps,
+                        const char *q, size_t qn, char *out, size_t cap, size_t *plen)
+{
+    static const char hx[] = "0123456789ABCDEF";
+    struct rw_out o = { out, 0, cap, !rw_is_redirect(t, tn) };
+    size_t pl = SIZE_MAX;
+    bool own_query = false, no_args = false;
+    for (size_t i = 0; i < tn; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch == '$' && i + 1 < tn && t[i + 1] >= '0' && t[i + 1] <= '9') {
+            int g = t[++i] - '0';
+            if (g < caps->n)
+                rw_put(&o, path + caps->ov[2 * g], caps->ov[2 * g + 1] - caps->ov[2 * g]);
+            continue;
+        }
+        if (ch == '?' && pl == SIZE_MAX) {
+            if (i + 1 == tn) {
+                no_args = true; /* nginx: a final '?' drops the request's arguments */
+                break;
+            }
+            if (o.lead)
+                rw_put(&o, "/", 1);
+            pl = o.n;
+            own_query = true;
+        }
+        if (ch <= 0x20 || ch >= 0x7f) {
+            char e[3] = { '%', hx[ch >> 4], hx[ch & 15] };
+            rw_put(&o, e, 3);
+        } else {
+            rw_put(&o, (const char *)&ch, 1);
+        }
+    }
+    if (o.lead)
+        rw_put(&o, "/", 1); /* an empty result is "/" */
+    if (pl == SIZE_MAX)
+        pl = o.n;
+    if (!no_args && qn > 1) {
+        if (own_query) {
+            rw_put(&o, "&", 1);
+            rw_put(&o, q + 1, qn - 1);
+        } else {
+            rw_put(&o, q, qn);
+        }
+    }
+    *plen = pl;
+    return o.n;
+}
+
 /* ---- start ---- */
 
 static bool is_idempotent(uint8_t m)
@@ -422,8 +514,10 @@ void px_start(struct conn *c, long head_len)
 
     /* route */
     const struct snap *s = r->snap;
-    const struct snap_route *rt = s->routes ? route_match(s->routes, host.p ? host.p : "", host.n, path,
-                                                          pathlen)
+    struct route_caps caps;
+    caps.n = 0;
+    const struct snap_route *rt = s->routes ? route_match_caps(s->routes, host.p ? host.p : "", host.n,
+                                                               path, pathlen, &caps)
                                             : NULL;
     if (!rt)
         rt = s->default_route;
@@ -448,6 +542,41 @@ void px_start(struct conn *c, long head_len)
             px_error(r, 308, loc, lb.n);
             return;
         }
+    }
+    if (rt->rewrite_len && !asterisk) {
+        /* the only per-request work of a rewrite; routes without one skip all of it */
+        const char *q = b.p + tstart + pathlen;
+        size_t qn = tlen - pathlen, plen;
+        size_t need = rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, NULL, 0, &plen);
+        if (rw_is_redirect(rt->rewrite_target, rt->rewrite_len)) {
+            /* nginx answers a rewrite to an absolute URL with a 302 */
+            char loc[4096];
+            static const char pre[] = "Location: ";
+            if (sizeof(pre) - 1 + need + 2 > sizeof(loc)) {
+                px_error(r, 500, NULL, 0);
+                return;
+            }
+            memcpy(loc, pre, sizeof(pre) - 1);
+            rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, loc + sizeof(pre) - 1,
+                      need, &plen);
+            memcpy(loc + sizeof(pre) - 1 + need, "\r\n", 2);
+            px_error(r, 302, loc, sizeof(pre) - 1 + need + 2);
+            return;
+        }
+        if (!grow(&r->ushead, &r->usheadcap, hl + target.n + extra + 64 + need)) {
+            px_error(r, 500, NULL, 0);
+            return;
+        }
+        b.p = r->ushead;
+        b.cap = r->usheadcap;
+        path = b.p + tstart;
+        q = path + pathlen;
+        /* expand behind the original target, then move it into its place */
+        rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, b.p + b.n, need, &plen);
+        memmove(b.p + tstart, b.p + b.n, need);
+        b.n = tstart + need;
+        tlen = need;
+        pathlen = plen;
     }
     const struct snap_backend *be = rt->backend;
     if (!be || (be->nready == 0 && !(be->external_name && be->neps == 0))) {
