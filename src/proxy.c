@@ -310,7 +310,8 @@ static void px_error(struct px_req *r, unsigned status, const char *extra, size_
  * nothing when the target ends in '?'. Bytes of the target that cannot
  * appear in a request line are %-encoded; captures come from the validated,
  * normalised path and are copied as they are. A result not starting with
- * '/' gets one (redirect targets excepted).
+ * '/' gets one (the loader only accepts targets starting with '/', so an
+ * absolute URL, which nginx would answer with a 302, never gets here).
  *
  * Writes min(total, cap) bytes to out (out may be NULL with cap 0, to size);
  * returns the total length and the length without the query in *plen.
@@ -335,16 +336,11 @@ static void rw_put(struct rw_out *o, const char *s, size_t n)
     o->n += n;
 }
 
-static bool rw_is_redirect(const char *t, size_t tn)
-{
-    return (tn > 7 && !strncasecmp(t, "http://", 7)) || (tn > 8 && !strncasecmp(t, "https://", 8));
-}
-
 static size_t rw_expand(const char *t, size_t tn, const char *path, const struct route_caps *caps,
                         const char *q, size_t qn, char *out, size_t cap, size_t *plen)
 {
     static const char hx[] = "0123456789ABCDEF";
-    struct rw_out o = { out, 0, cap, !rw_is_redirect(t, tn) };
+    struct rw_out o = { out, 0, cap, true };
     size_t pl = SIZE_MAX;
     bool own_query = false, no_args = false;
     for (size_t i = 0; i < tn; i++) {
@@ -548,21 +544,6 @@ void px_start(struct conn *c, long head_len)
         const char *q = b.p + tstart + pathlen;
         size_t qn = tlen - pathlen, plen;
         size_t need = rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, NULL, 0, &plen);
-        if (rw_is_redirect(rt->rewrite_target, rt->rewrite_len)) {
-            /* nginx answers a rewrite to an absolute URL with a 302 */
-            char loc[4096];
-            static const char pre[] = "Location: ";
-            if (sizeof(pre) - 1 + need + 2 > sizeof(loc)) {
-                px_error(r, 500, NULL, 0);
-                return;
-            }
-            memcpy(loc, pre, sizeof(pre) - 1);
-            rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, loc + sizeof(pre) - 1,
-                      need, &plen);
-            memcpy(loc + sizeof(pre) - 1 + need, "\r\n", 2);
-            px_error(r, 302, loc, sizeof(pre) - 1 + need + 2);
-            return;
-        }
         if (!grow(&r->ushead, &r->usheadcap, hl + target.n + extra + 64 + need)) {
             px_error(r, 500, NULL, 0);
             return;
@@ -692,9 +673,10 @@ void px_start(struct conn *c, long head_len)
 
 /* ---- upstream attempts ---- */
 
+/* the backend's count is already resolved (annotation, else spec.retries): 0 means none */
 static uint32_t retries_allowed(const struct px_req *r)
 {
-    return r->be->retries ? r->be->retries : r->snap->cfg.retries;
+    return r->be->retries;
 }
 
 static void report(struct px_req *r, enum lb_result res)
@@ -976,7 +958,8 @@ static void pump_req(struct px_req *r)
             return;
         }
         r->body_bytes += used;
-        if (max && r->body_bytes > max) {
+        /* the limit counts the decoded body, as nginx's client_max_body_size (chunk framing is free) */
+        if (max && r->req.body_len > max) {
             r->close_after = true;
             struct ups_conn *u = r->us;
             r->us = NULL;
