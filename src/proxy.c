@@ -539,8 +539,16 @@ void px_start(struct conn *c, long head_len)
             return;
         }
     }
+    /* upstream-hash-by path hashes the request's path ($request_uri), not a rewritten one */
+    struct str hash_path = STR_NULL;
     if (rt->rewrite_len && !asterisk) {
         /* the only per-request work of a rewrite; routes without one skip all of it */
+        hash_path = target;
+        for (size_t i = 0; i < target.n; i++)
+            if (target.p[i] == '?' || target.p[i] == '#') {
+                hash_path.n = i;
+                break;
+            }
         const char *q = b.p + tstart + pathlen;
         size_t qn = tlen - pathlen, plen;
         size_t need = rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, NULL, 0, &plen);
@@ -658,7 +666,7 @@ void px_start(struct conn *c, long head_len)
     r->no_host = !host.p;
 
     r->lbr.client = (const struct sockaddr *)&c->peer;
-    r->lbr.path = str_make(r->ushead + tstart, pathlen);
+    r->lbr.path = hash_path.p ? hash_path : str_make(r->ushead + tstart, pathlen);
     r->lbr.get_header = lb_header;
     r->lbr.ctx = r;
 

@@ -22,6 +22,7 @@ A = "127.0.0.2:%d" % PORT           # the PyPod: answers "<name> <target>\n"
 DEAD1 = "127.0.0.3:%d" % PORT       # nobody listens: connection refused
 DEAD2 = "127.0.0.4:%d" % PORT
 DEAD3 = "127.0.0.5:%d" % PORT
+B = "127.0.0.6:%d" % PORT
 
 NGX = "nginx.ingress.kubernetes.io/"
 
@@ -131,6 +132,24 @@ def rewrite_target_without_regex_replaces_the_whole_path():
     st, got, _ = target_seen(p, "/pay/form", "nr.test", "POST", b"a=1&b=2",
                              {"Content-Type": "application/x-www-form-urlencoded"})
     check(st == 200 and got == "/", "POST rewritten: %s %r" % (st, got))
+
+
+@test
+def hash_by_path_uses_the_request_path_not_the_rewritten_one():
+    PyPod(A, name="pa")
+    PyPod(B, name="pb")
+    p = Proxy(proxy_config(listen=[PLAIN], workers=1) +
+              backend("h", [A, B], annotations={"ingressd/hash-by": "path"}) +
+              ingress("h", [("h.test", "/h", "Prefix", "h", 80)],
+                      annotations={NGX + "rewrite-target": "/"}))
+    pods = {}
+    for i in range(24):
+        st, rh, body = http("GET", p.url("/h/item%d?x=%d" % (i, i)), {"Host": "h.test"})
+        check(st == 200 and body.endswith(b" /?x=%d\n" % i), "rewritten: %s %r" % (st, body))
+        again = http("GET", p.url("/h/item%d?y" % i), {"Host": "h.test"})[1]["X-Pod"]
+        check(again == rh["X-Pod"], "one path, one pod: %s vs %s" % (again, rh["X-Pod"]))
+        pods[rh["X-Pod"]] = pods.get(rh["X-Pod"], 0) + 1
+    check(len(pods) == 2, "24 request paths spread over both pods: %r" % pods)
 
 
 def make_cert(cn):
