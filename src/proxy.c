@@ -13,9 +13,14 @@
  *   -> route_match(host, normalised path) or the default backend, else 404
  *   -> TLS listener: Host not covered by the connection's certificate -> 421
  *      plain listener and route.ssl_redirect -> 308 https://host/target
+ *   -> rewrite-target (ingress-nginx): the forwarded path is the target with
+ *      $0..$9 from the route regex's groups (route_match_caps), query kept
+ *      by nginx's rules; built in place in r->ushead, nothing allocated
+ *      beyond that buffer's growth, and skipped entirely without a target
  *   -> backend NULL or no ready endpoint -> 503 + Retry-After
  *   -> np_allow() -> 403
- *   -> Content-Length over maxBodySize -> 413 (chunked bodies are counted)
+ *   -> Content-Length over proxy-body-size (route) or spec.limits.maxBodySize
+ *      -> 413 (chunked bodies: decoded bytes counted as they stream)
  *   -> rewritten head built once into r->ushead (hop-by-hop removed,
  *      X-Forwarded-*, X-Real-IP, X-Request-ID), Expect answered here (100)
  *   -> lb_pick() (skips down/ejected/tried endpoints) -> ups_get() (pooled or

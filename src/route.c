@@ -76,7 +76,8 @@
  *   frozen table lives entirely in the caller's arena except the PCRE2 code
  *   objects and the match context, which route_table_free() releases.
  *   route_match() allocates nothing, with one exception: a regex match needs
- *   a pcre2_match_data, which each thread creates on its first regex match
+ *   a pcre2_match_data (room for $0..$9, which route_match_caps() copies out
+ *   for rewrite-target), which each thread creates on its first regex match
  *   and keeps (freed at thread exit through a pthread key). The strings of the
  *   specs are copied, the actions are not.
  */
