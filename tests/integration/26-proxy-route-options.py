@@ -23,6 +23,8 @@ DEAD1 = "127.0.0.3:%d" % PORT       # nobody listens: connection refused
 DEAD2 = "127.0.0.4:%d" % PORT
 DEAD3 = "127.0.0.5:%d" % PORT
 B = "127.0.0.6:%d" % PORT
+SLOW1 = "127.0.0.7:%d" % PORT
+SLOW2 = "127.0.0.8:%d" % PORT
 
 NGX = "nginx.ingress.kubernetes.io/"
 
@@ -250,6 +252,27 @@ def retries_and_retry_on_per_backend():
     check(502 in got and 200 in got, "retry-on off: not retried: %r" % got)
     got = [http("GET", p.url("/d%d" % i), {"Host": "dflt.test"})[0] for i in range(6)]
     check(got == [200] * 6, "default retries: every refused connect retried: %r" % got)
+
+
+
+@test
+def retry_on_timeout_per_backend():
+    PyPod(A, name="web")
+    PyPod.slow(SLOW1, 3, name="slow1")
+    PyPod.slow(SLOW2, 3, name="slow2")
+    p = Proxy(proxy_config(listen=[PLAIN], workers=1,
+                           extra_spec={"timeouts": {"upstreamRead": "400ms"}}) +
+              backend("to", [A, SLOW1], annotations={"ingressd/retry-on": "error,timeout"}) +
+              backend("nt", [A, SLOW2]) +
+              ingress("t", [("to.test", "/", "Prefix", "to", 80),
+                            ("nt.test", "/", "Prefix", "nt", 80)]))
+    got = [http("GET", p.url("/t%d" % i), {"Host": "to.test"})[0] for i in range(4)]
+    check(got == [200] * 4, "retry-on timeout: a read timeout goes to the other pod: %r" % got)
+    got = [http("GET", p.url("/n%d" % i), {"Host": "nt.test"})[0] for i in range(4)]
+    check(504 in got and 200 in got, "default retry-on: a read timeout is a 504: %r" % got)
+    # never for a request with a body (it may have been acted on)
+    got = [http("POST", p.url("/p%d" % i), {"Host": "to.test"}, b"x")[0] for i in range(4)]
+    check(504 in got, "POST is not replayed after a timeout: %r" % got)
 
 
 main()
