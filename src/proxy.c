@@ -366,7 +366,7 @@ static size_t rw_expand(const char *t, size_t tn, const char *path, const struct
             pl = o.n;
             own_query = true;
         }
-        if (ch <= 0x20 || ch >= 0x7f) {
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#') { /* # would end the target */
             char e[3] = { '%', hx[ch >> 4], hx[ch & 15] };
             rw_put(&o, e, 3);
         } else {

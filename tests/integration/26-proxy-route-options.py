@@ -64,7 +64,9 @@ def rewrite_config():
             ingress("noargs", [("nr.test", "/noargs", "Prefix", "web", 80)],
                     annotations={NGX + "rewrite-target": "/fixed?"}) +
             ingress("ownq", [("nr.test", "/ownq", "Exact", "web", 80)],
-                    annotations={NGX + "rewrite-target": "/q?from=ingress"}))
+                    annotations={NGX + "rewrite-target": "/q?from=ingress"}) +
+            ingress("odd", [("nr.test", "/odd", "Exact", "web", 80)],
+                    annotations={NGX + "rewrite-target": "/a b#c$x$"}))
 
 
 @test
@@ -130,6 +132,8 @@ def rewrite_target_without_regex_replaces_the_whole_path():
     expect_target(p, "nr.test", "/noargs/a?b=1", "/fixed")
     expect_target(p, "nr.test", "/ownq?c=d", "/q?from=ingress&c=d")
     expect_target(p, "nr.test", "/ownq", "/q?from=ingress")
+    # bytes a request line cannot carry are %-encoded; "$x" and a final "$" stay literal
+    expect_target(p, "nr.test", "/odd", "/a%20b%23c$x$")
     # POST with a body through a rewritten route
     st, got, _ = target_seen(p, "/pay/form", "nr.test", "POST", b"a=1&b=2",
                              {"Content-Type": "application/x-www-form-urlencoded"})
