@@ -517,9 +517,9 @@ void px_start(struct conn *c, long head_len)
     const struct snap *s = r->snap;
     struct route_caps caps;
     caps.n = 0;
-    const struct snap_route *rt = s->routes ? route_match_caps(s->routes, host.p ? host.p : "", host.n,
-                                                               path, pathlen, &caps)
-                                            : NULL;
+    const struct snap_route *rt =
+        s->routes ? route_match_caps(s->routes, host.p ? host.p : "", host.n, path, pathlen, &caps)
+                  : NULL;
     if (!rt)
         rt = s->default_route;
     if (!rt) {
@@ -556,7 +556,8 @@ void px_start(struct conn *c, long head_len)
             }
         const char *q = b.p + tstart + pathlen;
         size_t qn = tlen - pathlen, plen;
-        size_t need = rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, NULL, 0, &plen);
+        size_t need =
+            rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, NULL, 0, &plen);
         if (!grow(&r->ushead, &r->usheadcap, hl + target.n + extra + 64 + need)) {
             px_error(r, 500, NULL, 0);
             return;
