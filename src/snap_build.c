@@ -704,7 +704,10 @@ static struct snap_route *new_action(struct build *b, const struct k8s_obj *o, c
 static void add_route(struct build *b, const struct k8s_obj *o, const struct k8s_ing_rule *r,
                       const struct k8s_ing_path *p)
 {
-    bool regex = p->path_type == K8S_PATH_IMPL && o->u.ing.annot.use_regex;
+    /* ingress-nginx enforces use-regex whenever rewrite-target is set, so the
+     * documented `/something(/|$)(.*)` -> `/$2` manifests work unchanged */
+    bool regex = p->path_type == K8S_PATH_IMPL &&
+                 (o->u.ing.annot.use_regex || o->u.ing.annot.rewrite_target);
     if (b->nspecs == b->capspecs) {
         b->capspecs = b->capspecs ? b->capspecs * 2 : 256;
         b->specs = realloc(b->specs, b->capspecs * sizeof(*b->specs));

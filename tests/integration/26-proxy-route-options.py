@@ -57,6 +57,9 @@ def rewrite_config():
                     annotations={NGX + "use-regex": "true",
                                  NGX + "rewrite-target": "https://elsewhere.test/new/$1"}) +
             ingress("plain", [("rw.test", "/other", "Prefix", "web", 80)]) +
+            # rewrite-target alone implies use-regex, as ingress-nginx enforces
+            ingress("implied", [("im.test", "/im(/|$)(.*)", "ImplementationSpecific", "web", 80)],
+                    annotations={NGX + "rewrite-target": "/$2"}) +
             ingress("pay", [("nr.test", "/pay", "Prefix", "web", 80)],
                     annotations={NGX + "rewrite-target": "/"}) +
             ingress("keep", [("nr.test", "/keep", "Prefix", "web", 80)],
@@ -81,6 +84,7 @@ def rewrite_target_regex_captures():
     expect_target(p, "rw.test", "/something/./a/../b//c", "/b/c")
     expect_target(p, "rw.test", "/something/%7Euser", "/~user")
     # own query in the target: the request's arguments follow with '&' (nginx)
+    expect_target(p, "im.test", "/im/deep/er", "/deep/er")
     expect_target(p, "rw.test", "/api/v2/users", "/users?version=v2")
     expect_target(p, "rw.test", "/api/v12/a/b?page=3", "/a/b?version=v12&page=3")
     # anchored regex: "/somethingelse" is not "/something" + (/|$)
