@@ -388,7 +388,7 @@ void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct
         const struct k8s_field *f = NULL;
         unsigned idx = 0;
         for (const struct k8s_field *r = t; r->name; r++, idx++)
-            if (!strcmp(r->name, key)) {
+            if (r->name[0] == key[0] && !strcmp(r->name, key)) {
                 f = r;
                 break;
             }

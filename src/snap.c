@@ -341,6 +341,27 @@ static uint64_t seg_hash(const char *p, size_t n)
     return h ^ (h >> 32);
 }
 
+/* "HASH/LEN/FILE": the document-reuse key (printf-free: one per document) */
+static char *seg_key(uint64_t hash, size_t len, const char *file)
+{
+    char num[40], *q = num + sizeof(num);
+    size_t fl = strlen(file);
+    *--q = '/';
+    do
+        *--q = (char)('0' + len % 10);
+    while ((len /= 10) != 0);
+    *--q = '/';
+    for (int i = 0; i < 16; i++, hash >>= 4)
+        *--q = "0123456789abcdef"[hash & 15];
+    size_t nl = (size_t)(num + sizeof(num) - q);
+    char *k = malloc(nl + fl + 1);
+    if (!k)
+        abort();
+    memcpy(k, q, nl);
+    memcpy(k + nl, file, fl + 1);
+    return k;
+}
+
 /*
  * Splits at document markers: a line starting with "---" followed by a blank
  * or the end of line. YAML forbids such a line inside any scalar, so this
@@ -473,8 +494,7 @@ static bool decode_all(struct build *b, const char *path, struct k8s_objs *objs)
     for (uint32_t i = 0; i < b->nsegs; i++) {
         struct seg *g = &b->segs[i];
         g->hash = seg_hash(g->text, g->len);
-        if (asprintf(&g->key, "%016llx/%zu/%s", (unsigned long long)g->hash, g->len, g->file) < 0)
-            abort();
+        g->key = seg_key(g->hash, g->len, g->file);
         const struct snap_doc *doc = pos ? smap_get(&pos->docidx, 0, g->key) : NULL;
         /* a document written twice must not yield the same object twice */
         if (doc && !smap_set(&used, 0, g->key, (void *)doc)) {

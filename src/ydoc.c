@@ -261,6 +261,31 @@ struct fp {
 
 #define FP_MAX_DEPTH 64
 
+/*
+ * The first byte at or after i that is not printable ASCII (the line's '\n',
+ * or a byte the fast path does not take), or len: eight bytes at a time,
+ * finding the end of line and checking the line in one pass.
+ */
+static size_t fp_line_end(const char *t, size_t i, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, t + i, 8);
+        /* a byte < 0x20, a byte >= 0x80, or a 0x7f byte */
+        uint64_t del = w ^ (0x7f * ones);
+        if (((w - 0x20 * ones) | w | (del - ones)) & high) {
+            uint64_t bad = ((w - 0x20 * ones) & ~w) | w | ((del - ones) & ~del);
+            if (bad & high)
+                break;
+        }
+    }
+    for (; i < len; i++)
+        if ((unsigned char)t[i] < 0x20 || (unsigned char)t[i] >= 0x7f)
+            return i;
+    return len;
+}
+
 static int fp_peek(struct fp *p)
 {
     if (p->kind >= 0)
@@ -269,11 +294,9 @@ static int fp_peek(struct fp *p)
         if (p->pos >= p->len)
             return p->kind = FP_EOF;
         const char *t = p->t;
-        const char *nl = memchr(t + p->pos, '\n', p->len - p->pos);
-        size_t e = nl ? (size_t)(nl - t) : p->len;
-        for (size_t i = p->pos; i < e; i++)
-            if ((unsigned char)t[i] < 0x20 || (unsigned char)t[i] >= 0x7f)
-                return p->kind = FP_BAIL; /* tab, CR, control, non-ASCII */
+        size_t e = fp_line_end(t, p->pos, p->len);
+        if (e < p->len && t[e] != '\n')
+            return p->kind = FP_BAIL; /* tab, CR, control, non-ASCII */
         size_t c = p->pos;
         while (c < e && t[c] == ' ')
             c++;
