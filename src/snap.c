@@ -106,7 +106,11 @@ static int read_file(const char *path, struct src_file *f, struct cfg_errs *errs
         cfg_errs_add(errs, CFG_ERROR, path, 0, 0, NULL, "cannot open: %s", strerror(errno));
         return -1;
     }
-    size_t cap = 64 * 1024, len = 0;
+    /* sized from fstat: a 6 MB file read into a doubling buffer paid ~8 MB of copies */
+    struct stat st;
+    size_t cap = fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) ? (size_t)st.st_size + 1
+                                                                     : 64 * 1024,
+           len = 0;
     char *buf = malloc(cap);
     if (!buf)
         abort();
@@ -362,6 +366,11 @@ static char *seg_key(uint64_t hash, size_t len, const char *file)
     return k;
 }
 
+/*
+ * Splits at document markers: a line starting with "---" followed by a blank
+ * or the end of line. YAML forbids such a line inside any scalar, so this
+ * split is exact. A stream starting with a directive (%YAML) stays whole.
+ */
 /*
  * Splits at document markers: a line starting with "---" followed by a blank
  * or the end of line. YAML forbids such a line inside any scalar, so this
