@@ -560,22 +560,19 @@ static struct ydoc_node *fp_map(struct fp *p, size_t o)
         struct ydoc_node *v;
         if (r == p->le || p->t[r] == '#') {
             /* the value is on the next lines, or empty (just after the ':') */
-            unsigned kline = p->lineno;
-            size_t kls = p->ls;
+            struct ydoc_node *empty = fp_node(p, YDOC_SCALAR, colon + 1);
+            empty->str = "";
+            empty->end = colon + 1;
             fp_consume(p);
             int kind = fp_peek(p);
             if (kind == FP_BAIL)
                 return NULL;
-            if (kind == FP_LINE && p->ind > mind) {
+            if (kind == FP_LINE && p->ind > mind)
                 v = fp_block(p);
-            } else if (kind == FP_LINE && p->ind == mind && fp_is_dash(p, p->ls + p->ind)) {
+            else if (kind == FP_LINE && p->ind == mind && fp_is_dash(p, p->ls + p->ind))
                 v = fp_seq(p, mind); /* an indentless list */
-            } else {
-                v = arena_alloc(p->d->arena, sizeof(*v));
-                *v = (struct ydoc_node){ .type = YDOC_SCALAR, .line = kline + 1 + p->line_base,
-                                         .col = (uint32_t)(colon + 1 - kls) + 1, .str = "",
-                                         .start = colon + 1, .end = colon + 1 };
-            }
+            else
+                v = empty;
         } else {
             v = fp_scalar(p, r);
             if (v)
