@@ -20,16 +20,7 @@
  *
  * Invalid YAML yields exactly one error (libyaml stops at the first problem)
  * and NULL: the caller must not apply anything from a half-read stream.
- *
- * Two readers build that tree. A fast one (fp_*, below) takes the plain
- * block YAML that kubectl and generators write and nothing else; it was
- * added because libyaml was 70% of a large reload. Whenever it meets
- * anything outside its subset, or anything wrong, it gives up silently and
- * libyaml reads the text, so what is accepted, rejected and reported is
- * always libyaml's decision; where the fast reader answers, the trees are
- * identical (tests/unit/test_ydoc.c compares both on every YAML file in the
- * tree). Loader thread only (each call is independent: snap decodes
- * documents on two threads).
+ * Loader thread only.
  */
 #include "ingressd/ydoc.h"
 

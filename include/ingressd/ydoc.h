@@ -3,9 +3,8 @@
  * ydoc: a YAML stream read into a small tree of scalar/map/seq nodes, each
  * remembering where it was written (file, 1-based line and column, byte range),
  * so every later diagnostic can point at the exact spot (h2o yoml, twemproxy
- * nc_conf). Built by a fast reader for plain block YAML, or with libyaml's
- * event API for everything else (the same tree either way); anchors and
- * aliases are resolved into shared nodes; one tree root per document.
+ * nc_conf). Built with libyaml's event API; anchors and aliases are resolved
+ * into shared nodes; one tree root per document.
  *
  * Owned by the caller, freed with ydoc_free(); loader thread only.
  */
