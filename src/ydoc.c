@@ -338,26 +338,13 @@ static void fp_push(struct fp *p, struct ydoc_node *n)
     p->stk[p->n++] = n;
 }
 
-/* every field set, no memset: a large reload makes a million nodes */
 static struct ydoc_node *fp_node(struct fp *p, enum ydoc_type t, size_t off)
 {
-    struct ydoc_node *n = arena_alloc(p->d->arena, sizeof(*n));
-    *n = (struct ydoc_node){ .type = t, .line = p->lineno + 1 + p->line_base,
-                             .col = (uint32_t)(off - p->ls) + 1, .start = off, .str = NULL };
-    return n;
-}
-
-/* a scalar node at off with value t[vs, ve): node and string in one allocation */
-static struct ydoc_node *fp_str_node(struct fp *p, size_t off, size_t vs, size_t ve, bool quoted)
-{
-    size_t l = ve - vs;
-    struct ydoc_node *n = arena_alloc(p->d->arena, sizeof(*n) + l + 1);
-    char *str = (char *)(n + 1);
-    memcpy(str, p->t + vs, l);
-    str[l] = '\0';
-    *n = (struct ydoc_node){ .type = YDOC_SCALAR, .line = p->lineno + 1 + p->line_base,
-                             .col = (uint32_t)(off - p->ls) + 1, .quoted = quoted, .str = str,
-                             .len = (uint32_t)l, .start = off };
+    struct ydoc_node *n = arena_calloc(p->d->arena, 1, sizeof(*n));
+    n->type = t;
+    n->line = p->lineno + 1 + p->line_base;
+    n->col = (uint32_t)(off - p->ls) + 1;
+    n->start = off;
     return n;
 }
 
@@ -376,24 +363,10 @@ static bool fp_is_dash(const struct fp *p, size_t o)
     return p->t[o] == '-' && (o + 1 == p->le || p->t[o + 1] == ' ');
 }
 
-/* the bytes a simple key may hold: [A-Za-z0-9._/-] */
-static const unsigned char fp_keych[256] = {
-    ['-'] = 1, ['.'] = 1, ['/'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
-};
-
 static bool fp_key_char(char c)
 {
-    return fp_keych[(unsigned char)c];
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '/' || c == '-';
 }
 
 /* length of a simple key at o followed by ':' and a blank or the end of line; 0 = none */
@@ -458,7 +431,10 @@ static struct ydoc_node *fp_scalar(struct fp *p, size_t o)
         }
         end = ve;
     }
-    struct ydoc_node *n = fp_str_node(p, o, vs, ve, quoted);
+    struct ydoc_node *n = fp_node(p, YDOC_SCALAR, o);
+    n->quoted = quoted;
+    n->len = (uint32_t)(ve - vs);
+    n->str = arena_strndup(p->d->arena, t + vs, ve - vs);
     n->end = end;
     return n;
 }
@@ -510,7 +486,10 @@ static struct ydoc_node *fp_flow(struct fp *p, size_t o)
                              t[next] == '{' || t[next] == '}'))
                 return NULL;
         }
-        struct ydoc_node *n = fp_str_node(p, i, vs, ve, quoted);
+        struct ydoc_node *n = fp_node(p, YDOC_SCALAR, i);
+        n->quoted = quoted;
+        n->len = (uint32_t)(ve - vs);
+        n->str = arena_strndup(p->d->arena, t + vs, ve - vs);
         n->end = quoted ? next : ve;
         fp_push(p, n);
         i = next;
@@ -542,7 +521,9 @@ static struct ydoc_node *fp_map(struct fp *p, size_t o)
         size_t kl = fp_key_len(p, o);
         if (!kl)
             return NULL;
-        struct ydoc_node *k = fp_str_node(p, o, o, o + kl, false);
+        struct ydoc_node *k = fp_node(p, YDOC_SCALAR, o);
+        k->len = (uint32_t)kl;
+        k->str = arena_strndup(p->d->arena, p->t + o, kl);
         k->end = o + kl;
         fp_push(p, k);
         size_t colon = o + kl, r = colon + 1;
