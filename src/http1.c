@@ -290,6 +290,7 @@ static int cb_complete(llhttp_t *p)
 static int cb_body(llhttp_t *p, const char *at, size_t n)
 {
     struct h1_msg *m = M(p);
+    m->body_len += n;
     if (m->body_sink && evbuffer_add(m->body_sink, at, n) < 0)
         return HPE_USER;
     return 0;
@@ -319,6 +320,7 @@ static void msg_init(struct h1_msg *m, llhttp_type_t type, bool head_req)
     m->host_idx = -1;
     m->reqid_idx = -1;
     m->content_length = 0;
+    m->body_len = 0;
     m->has_cl = m->chunked = m->keep_alive = m->upgrade = false;
     m->expect_continue = m->no_body = m->complete = m->want_eof = false;
     m->fresh = m->headers_done = m->bad = false;

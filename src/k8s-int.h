@@ -49,12 +49,23 @@ struct k8s_field {
 
 #define K8S_OFF1(type, member) (offsetof(type, member) + 1)
 
+/*
+ * The field path ("spec.rules[0].http") is kept as a stack of pieces and
+ * only spelled out for a message: a clean object never pays for it.
+ */
+#define K8S_PATH_MAX 128
+
+struct k8s_path_seg {
+    const char *key;                   /* NULL: a list index */
+    uint32_t idx;
+};
+
 struct k8s_dctx {
     struct k8s_obj *o;
     struct cfg_errs *errs;
     struct arena *a;
-    char path[512];                    /* "spec.rules[0].http" */
-    size_t plen;
+    struct k8s_path_seg path[K8S_PATH_MAX];
+    size_t plen;                       /* pieces (deeper ones than K8S_PATH_MAX are not kept) */
 };
 
 struct k8s_kind_def {
@@ -76,7 +87,6 @@ size_t k8s__path_idx(struct k8s_dctx *c, uint32_t i);
 static inline void k8s__path_restore(struct k8s_dctx *c, size_t len)
 {
     c->plen = len;
-    c->path[len] = '\0';
 }
 
 /* error / warning at node n (or pos) about the current path */

@@ -111,15 +111,18 @@ void k8s_obj_warn(struct k8s_obj *o, struct cfg_errs *errs, struct k8s_pos pos, 
     va_end(ap);
 }
 
+static size_t path_format(const struct k8s_dctx *c, char *buf, size_t cap);
+
 static void ctx_vdiag(struct k8s_dctx *c, enum cfg_sev sev, struct k8s_pos pos, const char *fmt,
                       va_list ap)
 {
-    char msg[900];
+    char msg[900], path[512];
+    size_t plen = path_format(c, path, sizeof(path));
     vsnprintf(msg, sizeof(msg), fmt, ap);
     if (sev == CFG_ERROR)
-        k8s_obj_error(c->o, c->errs, pos, "%s%s%s", c->path, c->plen ? ": " : "", msg);
+        k8s_obj_error(c->o, c->errs, pos, "%s%s%s", path, plen ? ": " : "", msg);
     else
-        k8s_obj_warn(c->o, c->errs, pos, "%s%s%s", c->path, c->plen ? ": " : "", msg);
+        k8s_obj_warn(c->o, c->errs, pos, "%s%s%s", path, plen ? ": " : "", msg);
 }
 
 void k8s__err(struct k8s_dctx *c, const struct ydoc_node *n, const char *fmt, ...)
@@ -147,40 +150,62 @@ void k8s__warn(struct k8s_dctx *c, const struct ydoc_node *n, const char *fmt, .
 }
 
 /*
- * The path grows on every field and list element of every object, so these
- * are plain copies rather than snprintf (which was a tenth of a large load).
- * A path longer than the buffer is cut, as snprintf would.
+ * The path grows on every field and list element of every object, so a
+ * push only records the piece (snprintf per field was a tenth of a large
+ * load); path_format() spells it out for a message, cut at the buffer as
+ * before.
  */
-static void path_append(struct k8s_dctx *c, const char *s, size_t l)
-{
-    size_t room = sizeof(c->path) - 1 - c->plen;
-    if (l > room)
-        l = room;
-    memcpy(c->path + c->plen, s, l);
-    c->plen += l;
-    c->path[c->plen] = '\0';
-}
-
 size_t k8s__path_key(struct k8s_dctx *c, const char *key)
 {
     size_t old = c->plen;
-    if (c->plen)
-        path_append(c, ".", 1);
-    path_append(c, key, strlen(key));
+    if (c->plen < K8S_PATH_MAX)
+        c->path[c->plen] = (struct k8s_path_seg){ .key = key };
+    c->plen++;
     return old;
 }
 
 size_t k8s__path_idx(struct k8s_dctx *c, uint32_t i)
 {
     size_t old = c->plen;
-    char buf[16], *q = buf + sizeof(buf);
-    *--q = ']';
-    do
-        *--q = (char)('0' + i % 10);
-    while ((i /= 10) != 0);
-    *--q = '[';
-    path_append(c, q, (size_t)(buf + sizeof(buf) - q));
+    if (c->plen < K8S_PATH_MAX)
+        c->path[c->plen] = (struct k8s_path_seg){ .key = NULL, .idx = i };
+    c->plen++;
     return old;
+}
+
+static void path_append(char *buf, size_t cap, size_t *len, const char *s, size_t l)
+{
+    size_t room = cap - 1 - *len;
+    if (l > room)
+        l = room;
+    memcpy(buf + *len, s, l);
+    *len += l;
+    buf[*len] = '\0';
+}
+
+/* "spec.rules[0].http" into buf; its length */
+static size_t path_format(const struct k8s_dctx *c, char *buf, size_t cap)
+{
+    size_t len = 0, n = c->plen < K8S_PATH_MAX ? c->plen : K8S_PATH_MAX;
+    buf[0] = '\0';
+    for (size_t k = 0; k < n; k++) {
+        const struct k8s_path_seg *g = &c->path[k];
+        if (g->key) {
+            if (len)
+                path_append(buf, cap, &len, ".", 1);
+            path_append(buf, cap, &len, g->key, strlen(g->key));
+        } else {
+            char num[16], *q = num + sizeof(num);
+            uint32_t i = g->idx;
+            *--q = ']';
+            do
+                *--q = (char)('0' + i % 10);
+            while ((i /= 10) != 0);
+            *--q = '[';
+            path_append(buf, cap, &len, q, (size_t)(num + sizeof(num) - q));
+        }
+    }
+    return len;
 }
 
 /* ---- the engine ---- */
@@ -388,7 +413,7 @@ void k8s__decode_map(struct k8s_dctx *c, const struct k8s_field *t, const struct
         const struct k8s_field *f = NULL;
         unsigned idx = 0;
         for (const struct k8s_field *r = t; r->name; r++, idx++)
-            if (!strcmp(r->name, key)) {
+            if (r->name[0] == key[0] && !strcmp(r->name, key)) {
                 f = r;
                 break;
             }

@@ -13,9 +13,14 @@
  *   -> route_match(host, normalised path) or the default backend, else 404
  *   -> TLS listener: Host not covered by the connection's certificate -> 421
  *      plain listener and route.ssl_redirect -> 308 https://host/target
+ *   -> rewrite-target (ingress-nginx): the forwarded path is the target with
+ *      $0..$9 from the route regex's groups (route_match_caps), query kept
+ *      by nginx's rules; built in place in r->ushead, nothing allocated
+ *      beyond that buffer's growth, and skipped entirely without a target
  *   -> backend NULL or no ready endpoint -> 503 + Retry-After
  *   -> np_allow() -> 403
- *   -> Content-Length over maxBodySize -> 413 (chunked bodies are counted)
+ *   -> Content-Length over proxy-body-size (route) or spec.limits.maxBodySize
+ *      -> 413 (chunked bodies: decoded bytes counted as they stream)
  *   -> rewritten head built once into r->ushead (hop-by-hop removed,
  *      X-Forwarded-*, X-Real-IP, X-Request-ID), Expect answered here (100)
  *   -> lb_pick() (skips down/ejected/tried endpoints) -> ups_get() (pooled or
@@ -57,6 +62,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "ingressd/conn.h"
@@ -296,6 +302,93 @@ static void px_error(struct px_req *r, unsigned status, const char *extra, size_
     px_finish(r);
 }
 
+/* ---- rewrite-target ---- */
+
+/*
+ * Expands a route's rewrite-target the way ingress-nginx's generated
+ * `rewrite "(?i)<path>" <target> break;` does: the WHOLE path is replaced by
+ * the target (since ingress-nginx 0.22 nothing of the request path survives
+ * unless a capture group carries it), $0..$9 taken from the groups of the
+ * route's regex (a non-regex rule has no groups: $n are empty, as for a
+ * literal nginx pattern). The query follows nginx's argument rules: "?q"
+ * after a target without '?', "&q" after one with a query of its own,
+ * nothing when the target ends in '?'. Bytes of the target that cannot
+ * appear in a request line are %-encoded; captures come from the validated,
+ * normalised path and are copied as they are. A result not starting with
+ * '/' gets one (the loader only accepts targets starting with '/', so an
+ * absolute URL, which nginx would answer with a 302, never gets here).
+ *
+ * Writes min(total, cap) bytes to out (out may be NULL with cap 0, to size);
+ * returns the total length and the length without the query in *plen.
+ */
+struct rw_out {
+    char *p;
+    size_t n, cap;
+    bool lead;                         /* a '/' is due before the first byte */
+};
+
+static void rw_put(struct rw_out *o, const char *s, size_t n)
+{
+    if (!n)
+        return;
+    if (o->lead) {
+        o->lead = false;
+        if (s[0] != '/')
+            rw_put(o, "/", 1);
+    }
+    if (o->n + n <= o->cap)
+        memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+static size_t rw_expand(const char *t, size_t tn, const char *path, const struct route_caps *caps,
+                        const char *q, size_t qn, char *out, size_t cap, size_t *plen)
+{
+    static const char hx[] = "0123456789ABCDEF";
+    struct rw_out o = { out, 0, cap, true };
+    size_t pl = SIZE_MAX;
+    bool own_query = false, no_args = false;
+    for (size_t i = 0; i < tn; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch == '$' && i + 1 < tn && t[i + 1] >= '0' && t[i + 1] <= '9') {
+            int g = t[++i] - '0';
+            if (g < caps->n)
+                rw_put(&o, path + caps->ov[2 * g], caps->ov[2 * g + 1] - caps->ov[2 * g]);
+            continue;
+        }
+        if (ch == '?' && pl == SIZE_MAX) {
+            if (i + 1 == tn) {
+                no_args = true; /* nginx: a final '?' drops the request's arguments */
+                break;
+            }
+            if (o.lead)
+                rw_put(&o, "/", 1);
+            pl = o.n;
+            own_query = true;
+        }
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#') { /* # would end the target */
+            char e[3] = { '%', hx[ch >> 4], hx[ch & 15] };
+            rw_put(&o, e, 3);
+        } else {
+            rw_put(&o, (const char *)&ch, 1);
+        }
+    }
+    if (o.lead)
+        rw_put(&o, "/", 1); /* an empty result is "/" */
+    if (pl == SIZE_MAX)
+        pl = o.n;
+    if (!no_args && qn > 1) {
+        if (own_query) {
+            rw_put(&o, "&", 1);
+            rw_put(&o, q + 1, qn - 1);
+        } else {
+            rw_put(&o, q, qn);
+        }
+    }
+    *plen = pl;
+    return o.n;
+}
+
 /* ---- start ---- */
 
 static bool is_idempotent(uint8_t m)
@@ -422,9 +515,11 @@ void px_start(struct conn *c, long head_len)
 
     /* route */
     const struct snap *s = r->snap;
-    const struct snap_route *rt = s->routes ? route_match(s->routes, host.p ? host.p : "", host.n, path,
-                                                          pathlen)
-                                            : NULL;
+    struct route_caps caps;
+    caps.n = 0;
+    const struct snap_route *rt =
+        s->routes ? route_match_caps(s->routes, host.p ? host.p : "", host.n, path, pathlen, &caps)
+                  : NULL;
     if (!rt)
         rt = s->default_route;
     if (!rt) {
@@ -448,6 +543,35 @@ void px_start(struct conn *c, long head_len)
             px_error(r, 308, loc, lb.n);
             return;
         }
+    }
+    /* upstream-hash-by path hashes the request's path ($request_uri), not a rewritten one */
+    struct str hash_path = STR_NULL;
+    if (rt->rewrite_len && !asterisk) {
+        /* the only per-request work of a rewrite; routes without one skip all of it */
+        hash_path = target;
+        for (size_t i = 0; i < target.n; i++)
+            if (target.p[i] == '?' || target.p[i] == '#') {
+                hash_path.n = i;
+                break;
+            }
+        const char *q = b.p + tstart + pathlen;
+        size_t qn = tlen - pathlen, plen;
+        size_t need =
+            rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, NULL, 0, &plen);
+        if (!grow(&r->ushead, &r->usheadcap, hl + target.n + extra + 64 + need)) {
+            px_error(r, 500, NULL, 0);
+            return;
+        }
+        b.p = r->ushead;
+        b.cap = r->usheadcap;
+        path = b.p + tstart;
+        q = path + pathlen;
+        /* expand behind the original target, then move it into its place */
+        rw_expand(rt->rewrite_target, rt->rewrite_len, path, &caps, q, qn, b.p + b.n, need, &plen);
+        memmove(b.p + tstart, b.p + b.n, need);
+        b.n = tstart + need;
+        tlen = need;
+        pathlen = plen;
     }
     const struct snap_backend *be = rt->backend;
     if (!be || (be->nready == 0 && !(be->external_name && be->neps == 0))) {
@@ -548,7 +672,7 @@ void px_start(struct conn *c, long head_len)
     r->no_host = !host.p;
 
     r->lbr.client = (const struct sockaddr *)&c->peer;
-    r->lbr.path = str_make(r->ushead + tstart, pathlen);
+    r->lbr.path = hash_path.p ? hash_path : str_make(r->ushead + tstart, pathlen);
     r->lbr.get_header = lb_header;
     r->lbr.ctx = r;
 
@@ -563,9 +687,10 @@ void px_start(struct conn *c, long head_len)
 
 /* ---- upstream attempts ---- */
 
+/* the backend's count is already resolved (annotation, else spec.retries): 0 means none */
 static uint32_t retries_allowed(const struct px_req *r)
 {
-    return r->be->retries ? r->be->retries : r->snap->cfg.retries;
+    return r->be->retries;
 }
 
 static void report(struct px_req *r, enum lb_result res)
@@ -847,7 +972,8 @@ static void pump_req(struct px_req *r)
             return;
         }
         r->body_bytes += used;
-        if (max && r->body_bytes > max) {
+        /* the limit counts the decoded body, as nginx's client_max_body_size (chunk framing is free) */
+        if (max && r->req.body_len > max) {
             r->close_after = true;
             struct ups_conn *u = r->us;
             r->us = NULL;

@@ -76,7 +76,8 @@
  *   frozen table lives entirely in the caller's arena except the PCRE2 code
  *   objects and the match context, which route_table_free() releases.
  *   route_match() allocates nothing, with one exception: a regex match needs
- *   a pcre2_match_data, which each thread creates on its first regex match
+ *   a pcre2_match_data (room for $0..$9, which route_match_caps() copies out
+ *   for rewrite-target), which each thread creates on its first regex match
  *   and keeps (freed at thread exit through a pthread key). The strings of the
  *   specs are copied, the actions are not.
  */
@@ -313,15 +314,15 @@ static pcre2_match_data *route_md_get(void)
     if (route_md)
         return route_md;
     pthread_once(&route_md_once, route_md_key_init);
-    /* one pair is enough: we only need "did it match"; rc 0 still means a match */
-    route_md = pcre2_match_data_create(1, NULL);
+    /* room for $0..$9 (rewrite-target); rc 0 (more groups than pairs) still matches */
+    route_md = pcre2_match_data_create(ROUTE_MAX_CAPS, NULL);
     if (route_md && route_md_key_ok)
         (void)pthread_setspecific(route_md_key, route_md);
     return route_md;
 }
 
 static bool route_rx_match(const struct route_table *t, const struct route_rx *rx,
-                           const char *path, size_t n)
+                           const char *path, size_t n, struct route_caps *caps)
 {
     pcre2_match_data *md = route_md_get();
     int rc;
@@ -331,13 +332,28 @@ static bool route_rx_match(const struct route_table *t, const struct route_rx *r
         rc = pcre2_jit_match(rx->code, (PCRE2_SPTR)path, n, 0, 0, md, t->mctx);
     else
         rc = pcre2_match(rx->code, (PCRE2_SPTR)path, n, 0, 0, md, t->mctx);
-    return rc >= 0; /* errors (match limit, JIT stack) count as no match */
+    if (rc < 0)
+        return false; /* errors (match limit, JIT stack) count as no match */
+    if (caps) {
+        /* only the winner's groups are copied; unset groups become empty */
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        int k = rc == 0 ? ROUTE_MAX_CAPS : rc;
+        if (k > ROUTE_MAX_CAPS)
+            k = ROUTE_MAX_CAPS;
+        for (int i = 0; i < k; i++) {
+            bool set = ov[2 * i] != PCRE2_UNSET && ov[2 * i] <= ov[2 * i + 1] && ov[2 * i + 1] <= n;
+            caps->ov[2 * i] = set ? ov[2 * i] : 0;
+            caps->ov[2 * i + 1] = set ? ov[2 * i + 1] : 0;
+        }
+        caps->n = k;
+    }
+    return true;
 }
 
 /* the best rule of one host level, or NULL to fall through to the next level */
 static const struct snap_route *route_host_match(const struct route_table *t,
                                                  const struct route_host *h, const char *path,
-                                                 size_t n)
+                                                 size_t n, struct route_caps *caps)
 {
     const struct route_node *nd = &h->root;
     const struct snap_route *best = NULL, *exact = NULL;
@@ -383,7 +399,7 @@ static const struct snap_route *route_host_match(const struct route_table *t,
         const struct route_rx *rx = &h->rx[i];
         if (best && rx->len <= best_len)
             break; /* sorted longest first: nothing left can beat the Prefix */
-        if (route_rx_match(t, rx, path, n))
+        if (route_rx_match(t, rx, path, n, caps))
             return rx->action;
     }
     return best;
@@ -397,12 +413,22 @@ static const struct snap_route *route_host_match(const struct route_table *t,
 const struct snap_route *route_match(const struct route_table *t, const char *host,
                                      size_t hostlen, const char *path, size_t pathlen)
 {
+    return route_match_caps(t, host, hostlen, path, pathlen, NULL);
+}
+
+/* route_match() that also reports the winning regex's capture groups */
+const struct snap_route *route_match_caps(const struct route_table *t, const char *host,
+                                          size_t hostlen, const char *path, size_t pathlen,
+                                          struct route_caps *caps)
+{
     char buf[ROUTE_HOST_MAX + 8];       /* + room for the last whole word */
     size_t hn = 0;
     uint64_t hash = 0;
     bool have_host = false;
     const struct snap_route *r;
 
+    if (caps)
+        caps->n = 0;
     if (!t)
         return NULL;
     if (!path || pathlen == 0) {
@@ -453,7 +479,7 @@ const struct snap_route *route_match(const struct route_table *t, const char *ho
         const struct route_host *h;
         const char *dot;
         h = route_map_get(&t->exact, buf, (uint32_t)hn, hash);
-        if (h && (r = route_host_match(t, h, path, pathlen)))
+        if (h && (r = route_host_match(t, h, path, pathlen, caps)))
             return r;
         dot = t->wild.slots ? memchr(buf, '.', hn) : NULL;
         /* one non-empty label, then a non-empty suffix */
@@ -461,12 +487,12 @@ const struct snap_route *route_match(const struct route_table *t, const char *ho
             const char *sfx = dot + 1;
             size_t sn = hn - (size_t)(sfx - buf);
             h = route_map_get(&t->wild, sfx, (uint32_t)sn, route_hash(sfx, sn));
-            if (h && (r = route_host_match(t, h, path, pathlen)))
+            if (h && (r = route_host_match(t, h, path, pathlen, caps)))
                 return r;
         }
     }
     if (t->any)
-        return route_host_match(t, t->any, path, pathlen);
+        return route_host_match(t, t->any, path, pathlen, caps);
     return NULL;
 }
 

@@ -224,6 +224,451 @@ static void doc_end(struct ydoc_builder *b)
     anchors_reset(b);
 }
 
+/* ---- the fast path: block-style YAML without libyaml ---- */
+
+/*
+ * Why: libyaml (scanner, token queue, per-token mallocs, an event per node)
+ * was 70% of a large reload: 1,000 changed Ingresses cost ~270M
+ * instructions in it. Configurations as kubectl and generators write them
+ * use a small part of YAML: block maps and lists, one-line plain or simply
+ * quoted scalars, comments. This reader handles exactly that part and builds
+ * the same tree libyaml's events would (same nodes, values, quoting,
+ * 1-based positions: a map at its first key, a list at its first '-', an
+ * empty value just after its ':'). On anything else (flow collections,
+ * anchors, aliases, tags, block or multi-line scalars, escapes, tabs, CR,
+ * non-ASCII, every kind of mistake) it gives up without a word and the
+ * caller parses the text with libyaml, which then is the one that decides
+ * and reports. So the fast path can only be faster, never different: a
+ * unit test compares both on every configuration under tests/.
+ */
+
+enum { FP_EOF, FP_LINE, FP_DOC, FP_BAIL };
+
+struct fp {
+    struct ydoc *d;
+    const char *t;
+    size_t len;
+    unsigned line_base;
+    size_t pos;                        /* start of the next line not yet consumed */
+    unsigned lineno;                   /* 0-based line of pos */
+    int kind;                          /* FP_* of the peeked line, -1 = not peeked */
+    size_t ls, le;                     /* peeked line: start, end (its '\n' or len) */
+    uint32_t ind;                      /* peeked line: leading spaces */
+    unsigned depth;
+    struct ydoc_node **stk;            /* kids of the open containers */
+    size_t n, cap;
+};
+
+#define FP_MAX_DEPTH 64
+
+/*
+ * The first byte at or after i that is not printable ASCII (the line's '\n',
+ * or a byte the fast path does not take), or len: eight bytes at a time,
+ * finding the end of line and checking the line in one pass.
+ */
+static size_t fp_line_end(const char *t, size_t i, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, t + i, 8);
+        /* a byte < 0x20, a byte >= 0x80, or a 0x7f byte */
+        uint64_t del = w ^ (0x7f * ones);
+        if (((w - 0x20 * ones) | w | (del - ones)) & high) {
+            uint64_t bad = ((w - 0x20 * ones) & ~w) | w | ((del - ones) & ~del);
+            if (bad & high)
+                break;
+        }
+    }
+    for (; i < len; i++)
+        if ((unsigned char)t[i] < 0x20 || (unsigned char)t[i] >= 0x7f)
+            return i;
+    return len;
+}
+
+static int fp_peek(struct fp *p)
+{
+    if (p->kind >= 0)
+        return p->kind;
+    for (;;) {
+        if (p->pos >= p->len)
+            return p->kind = FP_EOF;
+        const char *t = p->t;
+        size_t e = fp_line_end(t, p->pos, p->len);
+        if (e < p->len && t[e] != '\n')
+            return p->kind = FP_BAIL; /* tab, CR, control, non-ASCII */
+        size_t c = p->pos;
+        while (c < e && t[c] == ' ')
+            c++;
+        if (c == e || t[c] == '#') {    /* blank or comment line */
+            p->pos = e + 1;
+            p->lineno++;
+            continue;
+        }
+        p->ls = p->pos;
+        p->le = e;
+        p->ind = (uint32_t)(c - p->pos);
+        if (c == p->pos && e - c >= 3 && !memcmp(t + c, "---", 3)) {
+            size_t r = c + 3;
+            if (r < e && t[r] != ' ')
+                return p->kind = FP_BAIL;
+            while (r < e && t[r] == ' ')
+                r++;
+            return p->kind = (r == e || t[r] == '#') ? FP_DOC : FP_BAIL;
+        }
+        if (c == p->pos && (t[c] == '%' || (e - c >= 3 && !memcmp(t + c, "...", 3))))
+            return p->kind = FP_BAIL;
+        return p->kind = FP_LINE;
+    }
+}
+
+static void fp_consume(struct fp *p)
+{
+    p->pos = p->le + 1;
+    p->lineno++;
+    p->kind = -1;
+}
+
+static void fp_push(struct fp *p, struct ydoc_node *n)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 64;
+        p->stk = xrealloc(p->stk, p->cap * sizeof(*p->stk));
+    }
+    p->stk[p->n++] = n;
+}
+
+static struct ydoc_node *fp_node(struct fp *p, enum ydoc_type t, size_t off)
+{
+    struct ydoc_node *n = arena_calloc(p->d->arena, 1, sizeof(*n));
+    n->type = t;
+    n->line = p->lineno + 1 + p->line_base;
+    n->col = (uint32_t)(off - p->ls) + 1;
+    n->start = off;
+    return n;
+}
+
+static void fp_close(struct fp *p, struct ydoc_node *n, size_t base)
+{
+    size_t k = p->n - base;
+    n->n = (uint32_t)(n->type == YDOC_MAP ? k / 2 : k);
+    if (k)
+        n->kids = arena_memdup(p->d->arena, p->stk + base, k * sizeof(*p->stk));
+    p->n = base;
+    n->end = p->pos < p->len ? p->pos : p->len;
+}
+
+static bool fp_is_dash(const struct fp *p, size_t o)
+{
+    return p->t[o] == '-' && (o + 1 == p->le || p->t[o + 1] == ' ');
+}
+
+static bool fp_key_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '/' || c == '-';
+}
+
+/* length of a simple key at o followed by ':' and a blank or the end of line; 0 = none */
+static size_t fp_key_len(const struct fp *p, size_t o)
+{
+    size_t k = o;
+    if (p->t[k] == '-' || !fp_key_char(p->t[k]))
+        return 0;
+    while (k < p->le && fp_key_char(p->t[k]))
+        k++;
+    if (k == p->le || p->t[k] != ':' || (k + 1 < p->le && p->t[k + 1] != ' ') || k - o > 1000)
+        return 0;
+    return k - o;
+}
+
+/* what may follow a scalar on its line: blanks, then nothing or a comment */
+static bool fp_rest_ok(const struct fp *p, size_t r)
+{
+    size_t r0 = r;
+    while (r < p->le && p->t[r] == ' ')
+        r++;
+    return r == p->le || (p->t[r] == '#' && r > r0);
+}
+
+static struct ydoc_node *fp_flow(struct fp *p, size_t o);
+
+/* a one-line scalar at o, the rest of the current line; NULL = not for the fast path */
+static struct ydoc_node *fp_scalar(struct fp *p, size_t o)
+{
+    const char *t = p->t;
+    size_t e = p->le, vs, ve, end;
+    bool quoted = false;
+    char c = t[o];
+    if (c == '[' || c == '{')
+        return fp_flow(p, o);
+    if (c == '"' || c == '\'') {
+        const char *q = memchr(t + o + 1, c, e - o - 1);
+        if (!q)
+            return NULL;
+        vs = o + 1;
+        ve = (size_t)(q - t);
+        if (c == '"' && memchr(t + vs, '\\', ve - vs))
+            return NULL;
+        if (c == '\'' && ve + 1 < e && t[ve + 1] == '\'')
+            return NULL;
+        end = ve + 1;
+        if (!fp_rest_ok(p, end))
+            return NULL;
+        quoted = true;
+    } else {
+        if (strchr("-?:,[]{}#&*!|>%@`", c) && !(c == '-' && o + 1 < e && t[o + 1] != ' '))
+            return NULL;
+        vs = o;
+        ve = o;
+        for (size_t i = o; i < e; i++) {
+            if (t[i] == '#' && t[i - 1] == ' ')
+                break;
+            if (t[i] == ':' && (i + 1 == e || t[i + 1] == ' '))
+                return NULL; /* a key, or a mistake: libyaml decides */
+            if (t[i] != ' ')
+                ve = i + 1;
+        }
+        end = ve;
+    }
+    struct ydoc_node *n = fp_node(p, YDOC_SCALAR, o);
+    n->quoted = quoted;
+    n->len = (uint32_t)(ve - vs);
+    n->str = arena_strndup(p->d->arena, t + vs, ve - vs);
+    n->end = end;
+    return n;
+}
+
+/*
+ * A one-line flow list of scalars ("[a, \"b\"]", "[]") or an empty flow map
+ * ("{}"): hand-written EndpointSlices say `addresses: ["10.0.0.1"]`.
+ */
+static struct ydoc_node *fp_flow(struct fp *p, size_t o)
+{
+    const char *t = p->t;
+    size_t e = p->le, i = o + 1;
+    if (t[o] == '{') {
+        while (i < e && t[i] == ' ')
+            i++;
+        if (i == e || t[i] != '}' || !fp_rest_ok(p, i + 1))
+            return NULL;
+        struct ydoc_node *m = fp_node(p, YDOC_MAP, o);
+        m->end = i + 1;
+        return m;
+    }
+    struct ydoc_node *s = fp_node(p, YDOC_SEQ, o);
+    size_t base = p->n;
+    for (bool first = true;; first = false) {
+        while (i < e && t[i] == ' ')
+            i++;
+        if (i == e)
+            return NULL;
+        if (t[i] == ']' && first)
+            break;
+        size_t vs = i, ve, next;
+        bool quoted = t[i] == '"' || t[i] == '\'';
+        if (quoted) {
+            const char *q = memchr(t + i + 1, t[i], e - i - 1);
+            if (!q || (t[i] == '"' && memchr(t + i + 1, '\\', (size_t)(q - t) - i - 1)) ||
+                (t[i] == '\'' && (size_t)(q - t) + 1 < e && q[1] == '\''))
+                return NULL;
+            vs = i + 1;
+            ve = (size_t)(q - t);
+            next = ve + 1;
+        } else {
+            if (strchr("-?:,[]{}#&*!|>%@`", t[i]))
+                return NULL;
+            ve = i;
+            for (next = i; next < e && !strchr(",[]{}:#", t[next]); next++)
+                if (t[next] != ' ')
+                    ve = next + 1;
+            if (next < e && (t[next] == ':' || t[next] == '#' || t[next] == '[' ||
+                             t[next] == '{' || t[next] == '}'))
+                return NULL;
+        }
+        struct ydoc_node *n = fp_node(p, YDOC_SCALAR, i);
+        n->quoted = quoted;
+        n->len = (uint32_t)(ve - vs);
+        n->str = arena_strndup(p->d->arena, t + vs, ve - vs);
+        n->end = quoted ? next : ve;
+        fp_push(p, n);
+        i = next;
+        while (i < e && t[i] == ' ')
+            i++;
+        if (i < e && t[i] == ']')
+            break;
+        if (i == e || t[i] != ',')
+            return NULL;
+        i++;
+    }
+    if (!fp_rest_ok(p, i + 1))
+        return NULL;
+    fp_close(p, s, base);
+    s->end = i + 1;
+    return s;
+}
+
+static struct ydoc_node *fp_block(struct fp *p);
+static struct ydoc_node *fp_seq(struct fp *p, uint32_t sind);
+
+/* a block map whose first key is at o on the current line */
+static struct ydoc_node *fp_map(struct fp *p, size_t o)
+{
+    uint32_t mind = (uint32_t)(o - p->ls);
+    struct ydoc_node *m = fp_node(p, YDOC_MAP, o);
+    size_t base = p->n;
+    for (;;) {
+        size_t kl = fp_key_len(p, o);
+        if (!kl)
+            return NULL;
+        struct ydoc_node *k = fp_node(p, YDOC_SCALAR, o);
+        k->len = (uint32_t)kl;
+        k->str = arena_strndup(p->d->arena, p->t + o, kl);
+        k->end = o + kl;
+        fp_push(p, k);
+        size_t colon = o + kl, r = colon + 1;
+        while (r < p->le && p->t[r] == ' ')
+            r++;
+        struct ydoc_node *v;
+        if (r == p->le || p->t[r] == '#') {
+            /* the value is on the next lines, or empty (just after the ':') */
+            struct ydoc_node *empty = fp_node(p, YDOC_SCALAR, colon + 1);
+            empty->str = "";
+            empty->end = colon + 1;
+            fp_consume(p);
+            int kind = fp_peek(p);
+            if (kind == FP_BAIL)
+                return NULL;
+            if (kind == FP_LINE && p->ind > mind)
+                v = fp_block(p);
+            else if (kind == FP_LINE && p->ind == mind && fp_is_dash(p, p->ls + p->ind))
+                v = fp_seq(p, mind); /* an indentless list */
+            else
+                v = empty;
+        } else {
+            v = fp_scalar(p, r);
+            if (v)
+                fp_consume(p);
+        }
+        if (!v)
+            return NULL;
+        fp_push(p, v);
+        int kind = fp_peek(p);
+        if (kind == FP_BAIL)
+            return NULL;
+        if (kind != FP_LINE || p->ind < mind)
+            break;
+        if (p->ind > mind || fp_is_dash(p, p->ls + p->ind))
+            return NULL;
+        o = p->ls + p->ind;
+    }
+    fp_close(p, m, base);
+    return m;
+}
+
+/* a block list whose first '-' is at column sind of the current line */
+static struct ydoc_node *fp_seq(struct fp *p, uint32_t sind)
+{
+    struct ydoc_node *s = fp_node(p, YDOC_SEQ, p->ls + sind);
+    size_t base = p->n;
+    for (;;) {
+        size_t o = p->ls + sind, r = o + 1;
+        while (r < p->le && p->t[r] == ' ')
+            r++;
+        struct ydoc_node *v;
+        if (r == p->le || p->t[r] == '#') {
+            fp_consume(p);
+            if (fp_peek(p) != FP_LINE || p->ind <= sind)
+                return NULL; /* an empty entry */
+            v = fp_block(p);
+        } else if (fp_is_dash(p, r)) {
+            return NULL;     /* "- - x" */
+        } else if (fp_key_len(p, r)) {
+            v = fp_map(p, r);
+        } else {
+            v = fp_scalar(p, r);
+            if (v)
+                fp_consume(p);
+        }
+        if (!v)
+            return NULL;
+        fp_push(p, v);
+        int kind = fp_peek(p);
+        if (kind == FP_BAIL || (kind == FP_LINE && p->ind > sind))
+            return NULL;
+        if (kind != FP_LINE || p->ind < sind || !fp_is_dash(p, p->ls + p->ind))
+            break;
+    }
+    fp_close(p, s, base);
+    return s;
+}
+
+/* the map or list starting on the current (peeked) line */
+static struct ydoc_node *fp_block(struct fp *p)
+{
+    if (++p->depth > FP_MAX_DEPTH)
+        return NULL;
+    size_t o = p->ls + p->ind;
+    struct ydoc_node *n = fp_is_dash(p, o) ? fp_seq(p, p->ind) : fp_key_len(p, o) ? fp_map(p, o) : NULL;
+    p->depth--;
+    return n;
+}
+
+/*
+ * The fast path of ydoc_parse_at(): NULL when the text is not plain block
+ * YAML (nothing reported then; the caller uses libyaml).
+ */
+static struct ydoc *fp_parse(const char *file, const char *text, size_t len, unsigned line_base)
+{
+    struct ydoc *d = calloc(1, sizeof(*d));
+    if (!d)
+        abort();
+    d->arena = arena_new(len > 256 * 1024 ? 1024 * 1024 : 0);
+    d->file = arena_strdup(d->arena, file);
+    d->text = text;
+    d->len = len;
+    struct fp p = { .d = d, .t = text, .len = len, .line_base = line_base, .kind = -1 };
+    struct ydoc_node **docs = NULL, *root = NULL;
+    size_t ndocs = 0, capdocs = 0;
+    bool ok = true;
+    for (;;) {
+        int kind = fp_peek(&p);
+        if (kind == FP_LINE && !root) {
+            root = fp_block(&p);
+            if (!root) {
+                ok = false;
+                break;
+            }
+            continue;
+        }
+        if (kind == FP_LINE || kind == FP_BAIL) {
+            ok = false;
+            break;
+        }
+        if (root) {
+            if (ndocs == capdocs) {
+                capdocs = capdocs ? capdocs * 2 : 8;
+                docs = xrealloc(docs, capdocs * sizeof(*docs));
+            }
+            docs[ndocs++] = root;
+            root = NULL;
+        }
+        if (kind == FP_EOF)
+            break;
+        fp_consume(&p); /* "---" */
+    }
+    free(p.stk);
+    if (ok && ndocs)
+        d->docs = arena_memdup(d->arena, docs, ndocs * sizeof(*docs));
+    d->ndocs = ok ? ndocs : 0;
+    free(docs);
+    if (!ok) {
+        ydoc_free(d);
+        return NULL;
+    }
+    return d;
+}
+
 /* ---- public ---- */
 
 struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct cfg_errs *errs)
@@ -233,6 +678,18 @@ struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct c
 
 struct ydoc *ydoc_parse_at(const char *file, const char *text, size_t len, unsigned line_base,
                            struct cfg_errs *errs)
+{
+    struct ydoc *d = fp_parse(file, text, len, line_base);
+    return d ? d : ydoc_parse_libyaml_at(file, text, len, line_base, errs);
+}
+
+struct ydoc *ydoc_parse_fast_at(const char *file, const char *text, size_t len, unsigned line_base)
+{
+    return fp_parse(file, text, len, line_base);
+}
+
+struct ydoc *ydoc_parse_libyaml_at(const char *file, const char *text, size_t len,
+                                   unsigned line_base, struct cfg_errs *errs)
 {
     yaml_parser_t p;
     yaml_event_t ev;

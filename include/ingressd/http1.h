@@ -74,6 +74,7 @@ struct h1_msg {
     int reqid_idx;                     /* index of X-Request-ID, -1 if none */
     /* framing, as llhttp decided it */
     uint64_t content_length;           /* when has_cl */
+    uint64_t body_len;                 /* decoded body bytes fed so far (chunk framing excluded) */
     bool has_cl, chunked;
     bool keep_alive;                   /* llhttp_should_keep_alive after the head */
     bool upgrade;                      /* Connection: upgrade + Upgrade (or 101) */

@@ -79,7 +79,7 @@ struct px_req {
     bool ds_paused, us_paused;         /* backpressure */
     unsigned attempts;
     unsigned status;                   /* response status sent (for counters) */
-    uint64_t body_bytes;               /* request body bytes seen (limit) */
+    uint64_t body_bytes;               /* raw request body bytes moved (limit: req.body_len) */
     uint64_t max_body;                 /* route's limit (annotation) or spec.limits, 0 = none */
     uint64_t t_start_us, t_try_us;
     struct px_req *next_free;

@@ -69,6 +69,26 @@ void route_table_free(struct route_table *t);
 const struct snap_route *route_match(const struct route_table *t, const char *host,
                                      size_t hostlen, const char *path, size_t pathlen);
 
+/*
+ * Capture groups of a regex rule's match, for rewrite-target ($0..$9).
+ * ov[2i], ov[2i+1]: start and end offset of group i in the path given to
+ * route_match_caps(); a group that did not take part is empty (0, 0).
+ */
+#define ROUTE_MAX_CAPS 10
+struct route_caps {
+    int n;                             /* pairs filled; 0 when the winner is not a regex */
+    size_t ov[2 * ROUTE_MAX_CAPS];
+};
+
+/*
+ * route_match(), plus: when the winning rule is a regex, its capture groups
+ * are stored in *caps (caps->n = 0 otherwise, and for NULL results). caps
+ * may be NULL. Allocates nothing beyond what route_match() does.
+ */
+const struct snap_route *route_match_caps(const struct route_table *t, const char *host,
+                                          size_t hostlen, const char *path, size_t pathlen,
+                                          struct route_caps *caps);
+
 /* number of routes kept (duplicates and bad regexes excluded) */
 size_t route_count(const struct route_table *t);
 

@@ -365,3 +365,22 @@ Test(h1, responses)
     cr_assert_eq(h1_parse_response(&msg, trunc, strlen(trunc), false), H1_OK);
     cr_assert_eq(h1_body_eof(&msg), H1_E400);
 }
+
+Test(h1, body_len_counts_decoded_bytes_and_resets_per_message)
+{
+    const char *r = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    cr_assert_eq(h1_parse_request(&msg, r, strlen(r)), H1_OK);
+    cr_assert_eq(msg.body_len, 0);
+    size_t used;
+    /* split mid-chunk: framing bytes never count */
+    cr_assert_eq(h1_body_feed(&msg, "a\r\n01234", 8, &used), 0);
+    cr_assert_eq(msg.body_len, 5);
+    const char *rest = "56789\r\n3\r\nabc\r\n0\r\n\r\n";
+    cr_assert_eq(h1_body_feed(&msg, rest, strlen(rest), &used), 1);
+    cr_assert_eq(msg.body_len, 13);
+    const char *r2 = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
+    cr_assert_eq(h1_parse_request(&msg, r2, strlen(r2)), H1_OK);
+    cr_assert_eq(msg.body_len, 0);
+    cr_assert_eq(h1_body_feed(&msg, "wxyz", 4, &used), 1);
+    cr_assert_eq(msg.body_len, 4);
+}

@@ -45,7 +45,7 @@ Test(k8s, proxyconfig_defaults_apply)
     cr_assert_eq(s->max_header_size, 32768);
     cr_assert_eq(s->retries, 2);
     cr_assert_eq(s->retry_budget_pct, 20);
-    cr_assert_eq(s->upstream_keepalive, 32);
+    cr_assert_eq(s->upstream_keepalive, 320);
     cr_assert_eq(s->health.healthy_threshold, 2);
     cr_assert_eq(s->health.unhealthy_threshold, 3);
     cr_assert_eq(s->health.status_min, 200);

@@ -818,3 +818,74 @@ Test(route, host_case_folding_is_ascii_only_and_exact_at_word_edges)
     EXPECT(&r, bigp, "/", "none"); /* longer than any host: no crash, no match */
     rt_done(&r);
 }
+
+/* ---- capture groups for rewrite-target (route_match_caps) ---- */
+
+Test(route, caps_of_the_winning_regex)
+{
+    struct rt r;
+    rt_init(&r);
+    rt_add(&r, "rw.example.com", ROUTE_REGEX, "/something(/|$)(.*)", "rx");
+    rt_add(&r, "rw.example.com", ROUTE_PREFIX, "/plain", "plain");
+    rt_add(&r, "rw.example.com", ROUTE_REGEX, "/opt(/x)?(/y)?", "opt");
+    rt_build(&r);
+    struct route_caps c;
+    const char *p = "/something/new/path";
+    const struct snap_route *m = route_match_caps(r.t, "rw.example.com", 14, p, strlen(p), &c);
+    cr_assert_not_null(m);
+    cr_expect_str_eq(m->ingress, "rx");
+    cr_assert_eq(c.n, 3);
+    cr_expect_eq(c.ov[0], 0);
+    cr_expect_eq(c.ov[1], strlen(p));
+    cr_expect_eq(c.ov[2], 10); /* "/" */
+    cr_expect_eq(c.ov[3], 11);
+    cr_expect_eq(c.ov[4], 11); /* "new/path" */
+    cr_expect_eq(c.ov[5], strlen(p));
+
+    /* "/something" alone: $1 matches the end, $2 is empty */
+    p = "/something?q=1";
+    m = route_match_caps(r.t, "rw.example.com", 14, p, strlen(p), &c);
+    cr_assert_not_null(m);
+    cr_assert_eq(c.n, 3);
+    cr_expect_eq(c.ov[2], c.ov[3]);
+    cr_expect_eq(c.ov[4], c.ov[5]);
+
+    /* an unset middle group reads as empty; a later one is still reported */
+    p = "/opt/y";
+    m = route_match_caps(r.t, "rw.example.com", 14, p, strlen(p), &c);
+    cr_assert_not_null(m);
+    cr_expect_str_eq(m->ingress, "opt");
+    cr_assert_eq(c.n, 3);
+    cr_expect_eq(c.ov[2], 0);
+    cr_expect_eq(c.ov[3], 0);
+    cr_expect_eq(c.ov[4], 4);
+    cr_expect_eq(c.ov[5], 6);
+
+    /* a Prefix winner and no match at all report no groups */
+    p = "/plain/x";
+    m = route_match_caps(r.t, "rw.example.com", 14, p, strlen(p), &c);
+    cr_assert_not_null(m);
+    cr_expect_str_eq(m->ingress, "plain");
+    cr_expect_eq(c.n, 0);
+    p = "/nothing";
+    cr_expect_null(route_match_caps(r.t, "rw.example.com", 14, p, strlen(p), &c));
+    cr_expect_eq(c.n, 0);
+    /* NULL caps behaves as route_match */
+    cr_expect_not_null(route_match_caps(r.t, "rw.example.com", 14, "/something/a", 12, NULL));
+    rt_done(&r);
+}
+
+Test(route, caps_more_groups_than_pairs)
+{
+    struct rt r;
+    rt_init(&r);
+    rt_add(&r, NULL, ROUTE_REGEX, "/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)(k)", "many");
+    rt_build(&r);
+    struct route_caps c;
+    const char *p = "/abcdefghijk";
+    cr_assert_not_null(route_match_caps(r.t, NULL, 0, p, strlen(p), &c));
+    cr_assert_eq(c.n, ROUTE_MAX_CAPS);
+    cr_expect_eq(c.ov[18], 9); /* $9 = "i" */
+    cr_expect_eq(c.ov[19], 10);
+    rt_done(&r);
+}

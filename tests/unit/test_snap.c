@@ -666,3 +666,53 @@ Test(snap, unchanged_services_share_their_endpoints_across_reloads)
     free(text), free(svc3), free(ing), free(ing2);
     cfg_errs_free(&errs);
 }
+
+/*
+ * A reused Ingress skips its reference checks only while every Service and
+ * Secret is the very object the previous load had: a Service whose port
+ * changes (same name, new document) must still get the Ingress reported.
+ */
+Test(snap, reused_ingress_is_rechecked_when_a_service_changes)
+{
+    struct cfg_errs errs;
+    cfg_errs_init(&errs);
+    char tpath[] = "/tmp/ingressd-test-recheck-XXXXXX";
+    int tfd = mkstemp(tpath);
+    cr_assert(tfd >= 0);
+    close(tfd);
+    char *ing = ingress("shop", "", "", "shop.example.com");
+    char *text = NULL;
+    cr_assert(asprintf(&text, PC "%s%s", svc_web, ing) > 0);
+    struct snap *s1 = load_same_path(tpath, text, NULL, &errs);
+    cr_assert_not_null(s1);
+    free(text);
+
+    /* only the slice changes: nothing to report */
+    char *slice2 = strdup(svc_web);
+    char *p = strstr(slice2, "[127.0.0.2]");
+    cr_assert_not_null(p);
+    p[9] = '3';
+    cr_assert(asprintf(&text, PC "%s%s", slice2, ing) > 0);
+    struct snap *s2 = load_same_path(tpath, text, s1, &errs);
+    cr_assert_not_null(s2);
+    cr_assert_eq(errs.nerrors, 0);
+    free(text);
+
+    /* the Service now has port 81 only: the unchanged Ingress is broken */
+    char *svc81 = strdup(slice2);
+    p = strstr(svc81, "port: 80,");
+    cr_assert_not_null(p);
+    p[7] = '1';
+    cr_assert(asprintf(&text, PC "%s%s", svc81, ing) > 0);
+    struct snap *s3 = load_same_path(tpath, text, s2, &errs);
+    cr_assert_not_null(s3);
+    cr_assert_eq(errs.nerrors, 1);
+    cr_assert_not_null(strstr(errs.v[errs.n - 1].msg, "has no port 80"), "%s", errs.v[errs.n - 1].msg);
+    cr_assert_eq(s3->nquarantine, 1);
+    snap_release(s1);
+    snap_release(s2);
+    snap_release(s3);
+    free(text), free(ing), free(slice2), free(svc81);
+    unlink(tpath);
+    cfg_errs_free(&errs);
+}
