@@ -918,6 +918,28 @@ static int bind_one(struct sockaddr_in *sa)
     return fd;
 }
 
+/*
+ * SO_REUSEPORT would let us share an address with a leftover podserver (or one
+ * from a concurrent test run), and the kernel would split connections between
+ * the two without a word. So first bind a plain socket: if anyone listens
+ * there already, that fails, and so do we. 0 free, -1 taken (errno set).
+ */
+static int addr_is_free(const struct sockaddr_in *sa)
+{
+    if (sa->sin_port == 0)
+        return 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT is fine */
+    int rc = bind(fd, (const struct sockaddr *)sa, sizeof *sa);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return rc;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -982,6 +1004,15 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
+    for (int i = 0; i < naddrs; i++) {
+        if (addr_is_free(&addrs[i]) < 0) {
+            char ip[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &addrs[i].sin_addr, ip, sizeof ip);
+            fprintf(stderr, "podserver: bind %s:%u: %s\n", ip, ntohs(addrs[i].sin_port),
+                    strerror(errno));
+            return 1;
+        }
+    }
     static struct worker ws[MAX_THREADS];
     for (int t = 0; t < nthreads; t++) {
         struct worker *w = &ws[t];

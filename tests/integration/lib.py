@@ -37,6 +37,7 @@ sets them), defaulting to build/ under the repository root.
 
 import atexit
 import base64
+import errno
 import hashlib
 import http.client as httpclient
 from http.client import HTTPConnection
@@ -235,7 +236,22 @@ class Pod(_Proc):
             args += ["--listen", a]
         if size is not None:
             args += ["--size", str(size)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # a socket of the previous test may take a moment to go: retry a busy address
+        # for up to 2 s before calling it a failure
+        retry_until = time.monotonic() + 2.0
+        while True:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                self.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                break
+            err = self.proc.stderr.read()
+            if b"Address already in use" not in err or time.monotonic() > retry_until:
+                raise TestFailure("podserver %s (%s) did not start: %s%s" % (
+                    name, addr, err.decode(errors="replace").strip(),
+                    " (is another test run using this port range?)"
+                    if b"Address already in use" in err else ""))
+            time.sleep(0.1)
         _register(self)
         want = 1 + len(listen)
         got, buf = 0, b""
@@ -387,7 +403,17 @@ class PyPod:
         self._conns, self._lock = set(), threading.Lock()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(split_addr(addr))
+        deadline = time.monotonic() + 2.0
+        while True:  # a socket of the previous test may take a moment to go
+            try:
+                self.lsock.bind(split_addr(addr))
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    self.lsock.close()
+                    raise TestFailure("PyPod %s: cannot bind %s: %s (is another test run using "
+                                      "this port range?)" % (name, addr, e))
+                time.sleep(0.05)
         self.lsock.listen(512)
         self.lsock.settimeout(0.1)
         self._thr = threading.Thread(target=self._accept_loop, daemon=True)
