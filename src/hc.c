@@ -87,7 +87,8 @@
 
 /* ---- the shared table ---- */
 
-#define HC_BUCKETS 1024u
+/* a reload of 50,000 endpoints looks every one up: keep chains short */
+#define HC_BUCKETS 65536u
 
 static pthread_mutex_t hc_table_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct hc_ep *hc_table[HC_BUCKETS];
@@ -107,11 +108,11 @@ static uint32_t hc_key_hash(const char *s)
  */
 struct hc_ep *hc_ep_get(const char *addr)
 {
-    uint32_t b = hc_key_hash(addr) % HC_BUCKETS;
+    uint32_t h = hc_key_hash(addr), b = h % HC_BUCKETS;
     pthread_mutex_lock(&hc_table_mtx);
     struct hc_ep *ep;
     for (ep = hc_table[b]; ep; ep = ep->next)
-        if (strcmp(ep->key, addr) == 0)
+        if (ep->hash == h && strcmp(ep->key, addr) == 0)
             break;
     if (ep) {
         atomic_fetch_add_explicit(&ep->refs, 1, memory_order_relaxed);
@@ -121,6 +122,7 @@ struct hc_ep *hc_ep_get(const char *addr)
             abort();
         snprintf(ep->key, sizeof(ep->key), "%s", addr);
         atomic_init(&ep->refs, 1);
+        ep->hash = h;
         ep->next = hc_table[b];
         hc_table[b] = ep;
         hc_table_n++;
@@ -135,9 +137,17 @@ void hc_ep_put(struct hc_ep *ep)
 {
     if (!ep)
         return;
+    /* not the last ref: no table change, so no mutex (a snapshot release drops
+     * thousands of refs). Only the 1 -> 0 step happens under the mutex, where
+     * hc_ep_get cannot revive the entry concurrently. */
+    unsigned r = atomic_load_explicit(&ep->refs, memory_order_relaxed);
+    while (r > 1)
+        if (atomic_compare_exchange_weak_explicit(&ep->refs, &r, r - 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return;
     pthread_mutex_lock(&hc_table_mtx);
     if (atomic_fetch_sub_explicit(&ep->refs, 1, memory_order_acq_rel) == 1) {
-        struct hc_ep **pp = &hc_table[hc_key_hash(ep->key) % HC_BUCKETS];
+        struct hc_ep **pp = &hc_table[ep->hash % HC_BUCKETS];
         while (*pp && *pp != ep)
             pp = &(*pp)->next;
         if (*pp)

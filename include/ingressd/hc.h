@@ -40,6 +40,7 @@ struct hc_ep {
     _Atomic uint64_t last_eject_end_ms; /* end of the previous ejection (multiplier decay) */
     _Atomic uint32_t ewma_samples;      /* latency samples seen (EWMA weight floor) */
     struct hc_ep *next;                 /* health table chain; under the table mutex only */
+    uint32_t hash;                      /* of key; set once at creation */
 };
 
 /* returns the entry for addr with one ref taken (creates it). Any thread. */

@@ -49,15 +49,6 @@ struct ydoc *ydoc_parse(const char *file, const char *text, size_t len, struct c
 /* the same for a piece of a file that starts at line line_base + 1 (positions stay file-absolute) */
 struct ydoc *ydoc_parse_at(const char *file, const char *text, size_t len, unsigned line_base,
                            struct cfg_errs *errs);
-/*
- * The two readers behind ydoc_parse_at(), for tests: the fast one handles
- * plain block YAML only and returns NULL (reporting nothing) on anything
- * else; libyaml's handles all of YAML. Where the fast one answers, both
- * build the same tree (byte offsets of block collections' ends aside).
- */
-struct ydoc *ydoc_parse_fast_at(const char *file, const char *text, size_t len, unsigned line_base);
-struct ydoc *ydoc_parse_libyaml_at(const char *file, const char *text, size_t len,
-                                   unsigned line_base, struct cfg_errs *errs);
 void ydoc_free(struct ydoc *d);                      /* NULL is a no-op */
 
 /* map lookup by key (first match), NULL when absent or m is not a map */
