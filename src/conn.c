@@ -50,7 +50,9 @@
  *    the read event. Errors met while flushing from proxy.c's stack are
  *    reported from the write event, never inside the caller.
  *  - close: one non-blocking SSL_shutdown (close_notify if the socket takes
- *    it) unless the session failed, then SSL_free and close.
+ *    it) unless the session failed, then SSL_free and close. A close after
+ *    flush sends close_notify, half-closes and lingers like a plain one,
+ *    discarding what still arrives without decrypting it.
  *
  * Before a close with unread input, the connection half-closes and reads
  * (discarding) for a short linger, so an error response sent while the
@@ -98,6 +100,7 @@ static void conn_timercb(evutil_socket_t fd, short what, void *arg);
 static void conn_revcb(evutil_socket_t fd, short what, void *arg);
 static void conn_wevcb(evutil_socket_t fd, short what, void *arg);
 static void tls_flush(struct conn *c);
+static void wev_set(struct conn *c, bool on);
 
 static inline const struct snap_timeouts *T(const struct conn *c) { return &c->w->snap->cfg.timeouts; }
 
@@ -374,9 +377,26 @@ static void start_linger(struct conn *c)
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
         conn_read_enable(c, true);
         conn_timer(c, CONN_LINGER_MS);
-    } else {
-        conn_close(c);
+        return;
     }
+    /* TLS: close_notify first (the response ends cleanly), then the same
+     * half-close; what the client still sends is discarded undecrypted */
+    if (c->ssl_err || !SSL_is_init_finished(c->ssl)) {
+        conn_close(c);
+        return;
+    }
+    ERR_clear_error();
+    int rc = SSL_shutdown(c->ssl);
+    ERR_clear_error();
+    c->ssl_shut = true;
+    if (rc < 0) {
+        conn_close(c); /* not even the alert fits: nothing to linger for */
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    wev_set(c, false);
+    conn_read_enable(c, true);
+    conn_timer(c, CONN_LINGER_MS);
 }
 
 static void conn_writecb(struct bufferevent *bev, void *arg)
@@ -426,6 +446,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 
 static void wev_set(struct conn *c, bool on)
 {
+    if (!c->tls)
+        return;
     if (on == c->wev_on)
         return;
     c->wev_on = on;
@@ -606,6 +628,14 @@ static void conn_revcb(evutil_socket_t fd, short what, void *arg)
         conn_eventcb(c->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, c);
         return;
     }
+    if (c->tls && c->ssl_shut) {
+        /* lingering after close_notify: discard, close on EOF or error */
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_close(c);
+        return;
+    }
     if (c->tls) {
         tls_on_read(c);
         return;
@@ -724,7 +754,7 @@ void conn_reap(struct wrk *w)
         TAILQ_REMOVE(&w->dead, c, link);
         if (c->ssl) {
             /* close_notify if the socket takes it now; never wait for the peer's */
-            if (!c->ssl_err && SSL_is_init_finished(c->ssl)) {
+            if (!c->ssl_err && !c->ssl_shut && SSL_is_init_finished(c->ssl)) {
                 ERR_clear_error();
                 SSL_shutdown(c->ssl);
             }

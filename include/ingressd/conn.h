@@ -52,6 +52,7 @@ struct conn {
     bool ssl_wr_wr;                    /* TLS: SSL_write said WANT_READ */
     bool ssl_err;                      /* TLS: fatal SSL or socket error seen (no more SSL I/O) */
     bool ssl_eof;                      /* TLS: close_notify or EOF read */
+    bool ssl_shut;                     /* TLS: close_notify sent, lingering (raw reads) */
     struct px_req *req;                /* the request in progress, or NULL */
     struct h1_scan scan;               /* head search progress */
     struct sockaddr_storage peer;

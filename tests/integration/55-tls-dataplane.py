@@ -30,13 +30,15 @@ if "asan" in INGRESSD_BIN:          # the sanitizer quarantines freed memory
     RSS_LIMIT_KB = 1 << 30
 
 
-def setup(timeouts=None):
+def setup(timeouts=None, limits=None):
     crt, key = mkcert("dp", HOST, [HOST])
     Pod(POD, "pod-a")
     PyPod.websocket_echo(WS)
     spec = {"defaultCertificate": "default/dp-tls"}
     if timeouts:
         spec["timeouts"] = timeouts
+    if limits:
+        spec["limits"] = limits
     return Proxy(proxy_config(listen=[{"address": HTTPS, "tls": True}], admin=ADMIN, workers=2,
                               extra_spec=spec)
                  + backend("web", [POD]) + backend("ws", [WS])
@@ -225,6 +227,34 @@ def tls13_key_update_both_ways():
     n = out.count("GET /echo/ku HTTP/1.1")
     check("KEYUPDATE" in out, "s_client sent KeyUpdates: %s" % out[-600:])
     check(n == 3, "three answers across two KeyUpdates (got %d): %s" % (n, out[-600:]))
+
+
+@test
+def error_response_reaches_a_client_still_uploading():
+    # 413 at the head, while the client goes on sending its body: the proxy sends
+    # close_notify, half-closes and discards (lingers), so no reset destroys the answer
+    setup(limits={"maxBodySize": "1k"})
+    for _ in range(3):
+        s = tls_conn(timeout=10)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n"
+                  % (HOST.encode(), 8 << 20))
+        block = b"x" * (64 << 10)
+        try:
+            for _ in range(32):           # 2 MiB after the head: more than socket buffers
+                s.sendall(block)
+        except OSError as e:
+            check(False, "upload cut before the answer could be read: %r" % e)
+        data = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+        except OSError as e:
+            check(data.startswith(b"HTTP/1.1 413"), "413 read before %r: %r" % (e, data[:80]))
+        check(data.startswith(b"HTTP/1.1 413"), "413 answered: %r" % data[:80])
+        s.close()
 
 
 @test
