@@ -27,7 +27,32 @@
  * own read event reads into the bufferevent's input (conn_sock_read: no
  * FIONREAD before each read, as evbuffer_read does), and responses are
  * written right away (conn_flush: no EPOLLOUT round trip; EV_WRITE only
- * while the socket is full). TLS connections leave both to the bufferevent.
+ * while the socket is full). The bufferevent itself never does I/O: it is
+ * the pair of buffers proxy.c works on, and the owner of the fd.
+ *
+ * TLS connections work the same way, with OpenSSL on the raw socket
+ * (SSL_set_fd) instead of bufferevent_openssl, which costs two SSL_read
+ * calls per record, an EPOLLOUT round trip per response, and cannot use
+ * read-ahead (it would not see records OpenSSL buffered). Here:
+ *  - reads: SSL_read into 16 KiB of the input buffer, read-ahead on (one
+ *    read() takes everything the socket has). After a record, read again
+ *    only while SSL_has_pending() (no read() that is sure to say EAGAIN);
+ *    what OpenSSL holds when reading pauses is picked up by activating the
+ *    read event when reading resumes (the socket will not say readable).
+ *  - writes: SSL_write right away, at most 16 KiB per call, pulled up so a
+ *    small response (head + body) is one record and one write();
+ *    SSL_MODE_ENABLE_PARTIAL_WRITE makes each call one record, and
+ *    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets a retry after WANT_WRITE pass
+ *    the (same) bytes from a pulled-up buffer.
+ *  - WANT_WRITE from SSL_read (a TLS 1.3 KeyUpdate answer, tickets, the
+ *    handshake) arms our write event, which retries the read; WANT_READ from
+ *    SSL_write (not expected without renegotiation) retries the write from
+ *    the read event. Errors met while flushing from proxy.c's stack are
+ *    reported from the write event, never inside the caller.
+ *  - close: one non-blocking SSL_shutdown (close_notify if the socket takes
+ *    it) unless the session failed, then SSL_free and close. A close after
+ *    flush sends close_notify, half-closes and lingers like a plain one,
+ *    discarding what still arrives without decrypting it.
  *
  * Before a close with unread input, the connection half-closes and reads
  * (discarding) for a short linger, so an error response sent while the
@@ -44,6 +69,7 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +89,8 @@
 #define CONN_LINGER_MS  2000
 #define CONN_FLUSH_MS   30000           /* a client that never reads its last response */
 #define PIPELINE_HOLD   (64 * 1024)     /* pipelined input held before reading pauses */
+#define TLS_CHUNK       16384           /* one TLS record of plaintext */
+#define TLS_READS_MAX   8               /* records decrypted per read event */
 
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
@@ -70,6 +98,9 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
 static void conn_timercb(evutil_socket_t fd, short what, void *arg);
 
 static void conn_revcb(evutil_socket_t fd, short what, void *arg);
+static void conn_wevcb(evutil_socket_t fd, short what, void *arg);
+static void tls_flush(struct conn *c);
+static void wev_set(struct conn *c, bool on);
 
 static inline const struct snap_timeouts *T(const struct conn *c) { return &c->w->snap->cfg.timeouts; }
 
@@ -107,10 +138,7 @@ void conn_flush(struct conn *c)
     if (len == 0)
         return;
     if (c->tls) {
-        /* the TLS bufferevent writes one record per chain: a small response
-         * in one chain is one record and one write instead of two */
-        if (len <= 16384)
-            evbuffer_pullup(out, (ev_ssize_t)len);
+        tls_flush(c);
         return;
     }
     /* a socket bufferevent freezes its output's start outside its own callbacks */
@@ -180,29 +208,21 @@ static void rev_arm(struct conn *c)
 
 void conn_read_enable(struct conn *c, bool on)
 {
-    if (c->tls) {
-        if (on)
-            bufferevent_enable(c->bev, EV_READ);
-        else
-            bufferevent_disable(c->bev, EV_READ);
-        return;
-    }
     if (on == c->reading)
         return;
     c->reading = on;
-    if (on)
+    if (on) {
         rev_arm(c);
-    else
+        /* what OpenSSL already holds makes the socket say nothing */
+        if (c->tls && c->ssl && (SSL_has_pending(c->ssl) || c->ssl_eof || c->ssl_err))
+            event_active(&c->rev, EV_READ, 1);
+    } else {
         event_del(&c->rev);
+    }
 }
 
 void conn_read_timeout(struct conn *c, uint32_t ms)
 {
-    if (c->tls) {
-        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-        bufferevent_set_timeouts(c->bev, ms ? &tv : NULL, NULL);
-        return;
-    }
     if (c->rto_ms == ms)
         return;
     c->rto_ms = ms;
@@ -253,30 +273,32 @@ void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
             log_warn("worker %u: no TLS context for %s, closing", w->id, l->address);
             goto fail;
         }
-        /* no SSL read-ahead: bufferevent_openssl would not see records that
-         * OpenSSL buffered (no socket readability left), and stall */
-        c->bev = bufferevent_openssl_socket_new(w->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
+        /* OpenSSL on the raw socket (BIO_NOCLOSE: the bufferevent closes the fd);
+         * read-ahead is safe because our reader asks SSL_has_pending() */
+        SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_set_read_ahead(c->ssl, 1);
+        if (SSL_set_fd(c->ssl, fd) != 1) {
             SSL_free(c->ssl);
+            c->ssl = NULL;
             goto fail;
         }
-    } else {
-        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev)
-            goto fail;
+    }
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        if (c->ssl)
+            SSL_free(c->ssl);
+        c->ssl = NULL;
+        goto fail;
     }
     event_assign(&c->timer, w->base, -1, 0, conn_timercb, c);
     bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-    if (c->tls) {
-        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    } else {
-        /* optimistic writes (conn_flush), our own reads (conn_sock_read) */
-        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-        event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_revcb, c);
-        c->rdsize = 4096;
-        conn_read_enable(c, true);
-    }
+    /* optimistic writes (conn_flush), our own reads (conn_sock_read, tls_on_read) */
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    event_assign(&c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_revcb, c);
+    if (c->tls)
+        event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_wevcb, c);
+    c->rdsize = 4096;
+    conn_read_enable(c, true);
     c->state = CONN_HEAD;
     conn_timer(c, header_ms(c));
     TAILQ_INSERT_TAIL(&w->conns, c, link);
@@ -355,9 +377,26 @@ static void start_linger(struct conn *c)
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
         conn_read_enable(c, true);
         conn_timer(c, CONN_LINGER_MS);
-    } else {
-        conn_close(c);
+        return;
     }
+    /* TLS: close_notify first (the response ends cleanly), then the same
+     * half-close; what the client still sends is discarded undecrypted */
+    if (c->ssl_err || !SSL_is_init_finished(c->ssl)) {
+        conn_close(c);
+        return;
+    }
+    ERR_clear_error();
+    int rc = SSL_shutdown(c->ssl);
+    ERR_clear_error();
+    c->ssl_shut = true;
+    if (rc < 0) {
+        conn_close(c); /* not even the alert fits: nothing to linger for */
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    wev_set(c, false);
+    conn_read_enable(c, true);
+    conn_timer(c, CONN_LINGER_MS);
 }
 
 static void conn_writecb(struct bufferevent *bev, void *arg)
@@ -365,6 +404,8 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     if (!c->tls && c->state != CONN_CLOSING)
         bufferevent_disable(bev, EV_WRITE);
+    if (c->state == CONN_DEAD)
+        return;
     switch (c->state) {
     case CONN_BUSY:
     case CONN_TUNNEL:
@@ -401,11 +442,202 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* ---- TLS on the raw socket ---- */
+
+static void wev_set(struct conn *c, bool on)
+{
+    if (!c->tls)
+        return;
+    if (on == c->wev_on)
+        return;
+    c->wev_on = on;
+    if (on)
+        event_add(&c->wev, NULL);
+    else
+        event_del(&c->wev);
+}
+
+/* one SSL_read into the input: bytes, 0 on EOF, -1 on error, -2 for "wait" */
+static int tls_read(struct conn *c)
+{
+    if (c->ssl_err)
+        return -1;
+    if (c->ssl_eof)
+        return 0;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, TLS_CHUNK, &v, 1) < 1) {
+        evbuffer_freeze(in, 0);
+        c->ssl_err = true;
+        return -1;
+    }
+    size_t room = v.iov_len > INT32_MAX ? INT32_MAX : v.iov_len;
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, v.iov_base, (int)room);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(in, &v, 1);
+        evbuffer_freeze(in, 0);
+        return n;
+    }
+    evbuffer_freeze(in, 0);
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        return -2;
+    case SSL_ERROR_WANT_WRITE:
+        /* a handshake flight, a ticket or a KeyUpdate answer waits for room */
+        c->ssl_rd_ww = true;
+        wev_set(c, true);
+        return -2;
+    case SSL_ERROR_ZERO_RETURN:
+        c->ssl_eof = true;
+        return 0;
+    default:
+        c->ssl_err = true;
+        ERR_clear_error();
+        return -1;
+    }
+}
+
+/* the socket is readable (or OpenSSL holds records): decrypt, hand over */
+static void tls_on_read(struct conn *c)
+{
+    if (c->ssl_wr_wr) {
+        /* a write waits for the peer (SSL_write said WANT_READ) */
+        c->ssl_wr_wr = false;
+        tls_flush(c);
+        if (c->state == CONN_DEAD)
+            return;
+    }
+    bool got = false, more = false;
+    int n = -2;
+    for (int i = 0; i < TLS_READS_MAX; i++) {
+        n = tls_read(c);
+        if (n <= 0)
+            break;
+        got = true;
+        /* nothing buffered in OpenSSL: the socket says when there is more */
+        if (!(more = SSL_has_pending(c->ssl)))
+            break;
+    }
+    if (got) {
+        conn_readcb(c->bev, c);
+        if (c->state == CONN_DEAD)
+            return;
+        if (n == -2 || n > 0) {
+            if (more && n > 0 && c->reading)
+                event_active(&c->rev, EV_READ, 1); /* the rest next turn */
+            return;
+        }
+        if (!c->reading)
+            return; /* EOF or error is seen when reading resumes */
+    }
+    if (n == 0)
+        conn_eventcb(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c);
+    else if (n == -1)
+        conn_eventcb(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
+}
+
+/*
+ * Writes the output with SSL_write, one record per call, until it is empty or
+ * the socket is full (then the write event takes over). Called from proxy.c's
+ * stack too: an error only marks the conn and is reported by the write event.
+ */
+static void tls_flush(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->ssl_err || c->ssl_wr_wr)
+        return;
+    evbuffer_unfreeze(out, 1);
+    size_t len;
+    while ((len = evbuffer_get_length(out)) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(out, -1, NULL, &v, 1) < 1)
+            break;
+        const void *p = v.iov_base;
+        size_t n = v.iov_len;
+        if (n < TLS_CHUNK && n < len) {
+            /* a head and a small body in one record (and one write) */
+            n = len < TLS_CHUNK ? len : TLS_CHUNK;
+            p = evbuffer_pullup(out, (ev_ssize_t)n);
+            if (!p) {
+                c->ssl_err = true;
+                break;
+            }
+        } else if (n > TLS_CHUNK) {
+            n = TLS_CHUNK;
+        }
+        ERR_clear_error();
+        int wr = SSL_write(c->ssl, p, (int)n);
+        if (wr > 0) {
+            evbuffer_drain(out, (size_t)wr);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, wr);
+        if (e == SSL_ERROR_WANT_WRITE) {
+            wev_set(c, true);
+        } else if (e == SSL_ERROR_WANT_READ) {
+            c->ssl_wr_wr = true;
+        } else {
+            c->ssl_err = true;
+            ERR_clear_error();
+        }
+        break;
+    }
+    evbuffer_freeze(out, 1);
+    if (c->ssl_err) {
+        /* reported from the write event, not from the caller's stack */
+        wev_set(c, true);
+        event_active(&c->wev, EV_WRITE, 1);
+    }
+}
+
+static void conn_wevcb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->ssl_rd_ww) {
+        c->ssl_rd_ww = false;
+        tls_on_read(c);
+        if (c->state == CONN_DEAD)
+            return;
+    }
+    tls_flush(c);
+    if (c->ssl_err) {
+        wev_set(c, false);
+        conn_eventcb(c->bev, BEV_EVENT_ERROR | BEV_EVENT_WRITING, c);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        if (!c->ssl_rd_ww)
+            wev_set(c, false);
+        conn_writecb(c->bev, c);
+    }
+}
+
 static void conn_revcb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->state == CONN_DEAD)
+        return;
     if (what & EV_TIMEOUT) {
         conn_eventcb(c->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, c);
+        return;
+    }
+    if (c->tls && c->ssl_shut) {
+        /* lingering after close_notify: discard, close on EOF or error */
+        char buf[4096];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_close(c);
+        return;
+    }
+    if (c->tls) {
+        tls_on_read(c);
         return;
     }
     int n = conn_sock_read(c->bev, fd, &c->rdsize);
@@ -490,8 +722,11 @@ void conn_close(struct conn *c)
         px_abort(r);
     }
     event_del(&c->timer);
-    if (!c->tls)
-        event_del(&c->rev);
+    event_del(&c->rev);
+    if (c->tls) {
+        event_del(&c->wev);
+        c->wev_on = false;
+    }
     c->reading = false;
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
@@ -517,8 +752,18 @@ void conn_reap(struct wrk *w)
     }
     while ((c = TAILQ_FIRST(&w->dead))) {
         TAILQ_REMOVE(&w->dead, c, link);
+        if (c->ssl) {
+            /* close_notify if the socket takes it now; never wait for the peer's */
+            if (!c->ssl_err && !c->ssl_shut && SSL_is_init_finished(c->ssl)) {
+                ERR_clear_error();
+                SSL_shutdown(c->ssl);
+            }
+            ERR_clear_error();
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+        }
         if (c->bev)
-            bufferevent_free(c->bev); /* closes the fd, frees the SSL */
+            bufferevent_free(c->bev); /* closes the fd */
         c->bev = NULL;
         c->magic = 0;
         if (w->nconn_free < CONN_FREE_MAX) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * conn: one downstream (client) connection on a bufferevent (plain, or
- * OpenSSL on TLS listeners). Reads request heads (with the header timeout
+ * conn: one downstream (client) connection on a bufferevent (its buffers
+ * only: conn drives the socket, and OpenSSL on TLS listeners, itself). Reads request heads (with the header timeout
  * against slowloris), hands complete heads to proxy.c, keeps the keep-alive
  * idle timer, and closes through a deferred reap (never inside its own
  * callback). Owned by its worker; worker thread only; objects come from a
@@ -40,12 +40,19 @@ struct conn {
     enum conn_state state;
     struct wrk *w;
     struct bufferevent *bev;           /* owns the fd (BEV_OPT_CLOSE_ON_FREE) */
-    SSL *ssl;                          /* TLS listeners: owned by bev */
+    SSL *ssl;                          /* TLS listeners: owned by the conn (SSL_free at reap) */
     struct event timer;                /* header / idle / body timeouts */
     struct event rev;                  /* plain sockets: our own read event (no FIONREAD) */
     uint32_t rdsize;                   /* adaptive read size */
     uint32_t rto_ms;                   /* read timeout while reading (tunnels) */
     bool reading;                      /* read interest on */
+    struct event wev;                  /* TLS: our write event (socket full, or SSL_read wants write) */
+    bool wev_on;                       /* wev added */
+    bool ssl_rd_ww;                    /* TLS: SSL_read said WANT_WRITE */
+    bool ssl_wr_wr;                    /* TLS: SSL_write said WANT_READ */
+    bool ssl_err;                      /* TLS: fatal SSL or socket error seen (no more SSL I/O) */
+    bool ssl_eof;                      /* TLS: close_notify or EOF read */
+    bool ssl_shut;                     /* TLS: close_notify sent, lingering (raw reads) */
     struct px_req *req;                /* the request in progress, or NULL */
     struct h1_scan scan;               /* head search progress */
     struct sockaddr_storage peer;
@@ -69,7 +76,7 @@ struct conn {
  * error, -2 when nothing was there. *rdsize adapts to the traffic.
  */
 int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize);
-/* read interest on/off (plain: our event; TLS: the bufferevent's) */
+/* read interest on/off (our read event, plain and TLS) */
 void conn_read_enable(struct conn *c, bool on);
 /* read timeout while reading is on; 0 = none */
 void conn_read_timeout(struct conn *c, uint32_t ms);
@@ -77,8 +84,8 @@ void conn_read_timeout(struct conn *c, uint32_t ms);
 void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen);
 /* the request ended: back to keep-alive (or closed when close is true) */
 void conn_request_done(struct conn *c, bool close);
-/* writes queued output now (plain sockets: no EPOLLOUT round trip unless the
- * socket is full; TLS: the bufferevent does it) */
+/* writes queued output now (no EPOLLOUT round trip unless the socket is
+ * full; TLS: SSL_write on the socket, one record per 16 KiB) */
 void conn_flush(struct conn *c);
 /* flush what is queued, then close */
 void conn_close_after_flush(struct conn *c);
