@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Measurement helpers for bench/run.sh (pure python3 stdlib).
+"""Measurement helpers for bench/run.sh and bench/tls_handshake.py (pure python3 stdlib).
 
   measure.py wait ADDR [TIMEOUT]             exit 0 once ADDR accepts TCP, 1 on timeout
   measure.py run  OUT.jsonl NAME VARIANT ROUND PID URL -- WRK-ARGS...
@@ -17,7 +17,6 @@ CPU and RSS come from /proc/PID/stat and /proc/PID/status, summed over the tree.
 """
 import json
 import os
-import re
 import selectors
 import socket
 import statistics
@@ -70,33 +69,19 @@ def cpu_rss(pid):
     return cpu, rss
 
 
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def ms(s):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
-    return float(m.group(1)) * UNITS[m.group(2)] if m else None
-
-
 def parse_wrk(out):
-    r = {"requests": 0, "rps": 0.0, "p50_ms": None, "p99_ms": None, "non2xx": 0, "sockerr": 0}
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        r["requests"] = int(m.group(1))
-    m = re.search(r"Requests/sec:\s*([\d.]+)", out)
-    if m:
-        r["rps"] = float(m.group(1))
-    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
-        m = re.search(r"^\s+%s(?:\.000)?%%\s+(\S+)" % pct, out, re.M)
-        if m:
-            r[key] = ms(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-    if m:
-        r["non2xx"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        r["sockerr"] = sum(map(int, m.groups()))
-        r["sockerr_detail"] = m.group(0)
+    """wrk --latency output -> this file's JSON-line fields. The parsing itself is the
+    integration harness's (tests/integration/lib.py), so that tests and bench read wrk
+    alike; imported here, lazily: lib installs signal handlers when imported."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "tests", "integration"))
+    import lib  # noqa: E402
+    w = lib.parse_wrk(out)
+    r = {k: w[k] for k in ("requests", "rps", "p50_ms", "p99_ms", "non2xx")}
+    r["sockerr"] = w["socket_errors"]
+    if w["socket_errors"]:
+        r["sockerr_detail"] = "Socket errors: " + ", ".join(
+            "%s %d" % kv for kv in w["errors"].items())
     return r
 
 
@@ -311,10 +296,17 @@ def targets(agg, idle):
     add(None if not rl else (rl["non2xx"] == 0 and rl["sockerr"] == 0),
         "reload 10x/s under load: zero non-2xx and socket errors: %s / %s" % (
             rl and rl["non2xx"], rl and rl["sockerr"]))
-    ti, tn = g("tls", "ingressd", "rps"), g("tls", "nginx", "rps")
-    add(None if None in (ti, tn) else ti >= tn, "TLS keep-alive req/s >= nginx: %s vs %s" % (fmt(ti, "%.0f"), fmt(tn, "%.0f")))
-    ti, tn = g("tlsnew", "ingressd", "rps"), g("tlsnew", "nginx", "rps")
-    add(None if None in (ti, tn) else ti >= tn, "TLS new handshakes/s >= nginx: %s vs %s" % (fmt(ti, "%.0f"), fmt(tn, "%.0f")))
+    # TLS (issue 6: "at least nginx's figures"). tls and tlsresume are TLS 1.2 (the
+    # Debian wrk speaks no 1.3) and tlsresume's handshakes are resumed ones (wrk keeps
+    # the session); tlsfull is full TLS 1.3 handshakes from a python client that
+    # bounds its req/s, so its CPU per request is printed beside it
+    for v, what in (("tls", "TLS 1.2 keep-alive req/s"),
+                    ("tlsresume", "TLS 1.2 resumed handshakes/s (wrk, Connection: close)"),
+                    ("tlsfull", "TLS 1.3 full handshakes/s (tls_handshake.py)")):
+        ti, tn = g(v, "ingressd", "rps"), g(v, "nginx", "rps")
+        iu, nu = g(v, "ingressd", "us"), g(v, "nginx", "us")
+        add(None if None in (ti, tn) else ti >= tn, "%s >= nginx: %s vs %s (CPU us/req %s vs %s)" % (
+            what, fmt(ti, "%.0f"), fmt(tn, "%.0f"), fmt(iu, "%.1f"), fmt(nu, "%.1f")))
     print()
     print("targets (issue figures; req/s and p99 are noisy on a shared 2-core machine):")
     print("\n".join(lines))

@@ -25,6 +25,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import measure  # noqa: E402  (parse_wrk: the same wrk parsing as make bench and the tests)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 B = os.environ.get("B", "build")
 INGRESSD = os.path.join(ROOT, B, "ingressd")
@@ -137,13 +140,10 @@ def main():
                            capture_output=True, text=True, timeout=seconds + 60)
         stop.set()
         th.join(5)
-        out = w.stdout
-        reqs = int(re.search(r"(\d+) requests in", out).group(1))
-        rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
-        m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
-        non2xx = int(m.group(1)) if m else 0
-        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        sockerr = sum(map(int, m.groups())) if m else 0
+        r = measure.parse_wrk(w.stdout)
+        if not r["requests"]:
+            sys.exit("wrk did not run: %s" % w.stderr.strip()[:200])
+        reqs, rps, non2xx, sockerr = r["requests"], r["rps"], r["non2xx"], r["sockerr"]
         lags.sort()
         p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] if lags else float("nan")
         print("alternate %ds, %d workers, %d conns: %d requests (%.0f req/s), non-2xx %d, socket "

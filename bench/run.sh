@@ -26,15 +26,26 @@
 #
 # Variants: ka50 (keep-alive, wrk -c 50), ka1000 (-c 1000), close (a new
 # connection per request), 1k / 64k (response bodies), rules1000 (the big
-# table, a path near its end), tls (HTTPS keep-alive), tlsnew (HTTPS, a new
-# handshake per request), reload (ka50 while the configuration alternates between
-# two versions, routes and endpoints, 10 times a second: ingressd rewrites its file
+# table, a path near its end), tls (HTTPS keep-alive, TLS 1.2: the Debian wrk
+# speaks no TLS 1.3), tlsresume (HTTPS, wrk with Connection: close: a new connection
+# per request, but wrk reconnects through SSL_clear(), which keeps the session, so
+# each one is a RESUMED TLS 1.2 handshake, no key exchange, no signature),
+# tlsfull (a new connection and a FULL TLS 1.3 handshake per request, ECDHE +
+# ECDSA signature, by bench/tls_handshake.py: BENCH_HS_PROCS python client
+# processes, default 4; its req/s is bounded by the python client, compare CPU
+# us/request), reload (ka50 while the configuration alternates between two
+# versions, routes and endpoints, 10 times a second: ingressd rewrites its file
 # (watched), nginx -s reload, HAProxy master-worker SIGUSR2).
+# The TLS clients connect to 127.0.0.1 but send SNI and Host bench.local, as a
+# real client would (wrk: a Lua wrk.resolve override), so ingressd picks the
+# certificate by SNI. All three proxies offer TLS 1.2 and 1.3 and the same ECDHE
+# groups (X25519:P-256:P-384, ingressd's fixed preference).
 #
 # Knobs (environment): BENCH_DURATION (seconds per run, default 10), BENCH_ROUNDS
 # (3), BENCH_WORKERS (1: ingressd workers = nginx worker_processes = haproxy
 # nbthread), BENCH_IDLE_CONNS (5000), BENCH_VARIANTS, BENCH_TARGETS,
-# BENCH_QUICK=1 (2 s, 1 round, 1000 idle conns: a smoke run), BENCH_SCALE=0 (skip
+# BENCH_QUICK=1 (2 s, 1 round, 1000 idle conns: a smoke run), BENCH_HS_PROCS (4:
+# client processes of tlsfull), BENCH_SCALE=0 (skip
 # bench/reload_bench.sh: reload time at 10,000 rules / 50,000 endpoints), B (build dir).
 #
 # Results: stdout and bench/out/bench-STAMP.{txt,jsonl} (also copied to latest.txt).
@@ -48,7 +59,9 @@ else
     DUR=${BENCH_DURATION:-10}; ROUNDS=${BENCH_ROUNDS:-3}; IDLE_N=${BENCH_IDLE_CONNS:-5000}
 fi
 WORKERS=${BENCH_WORKERS:-1}
-VARIANTS=${BENCH_VARIANTS:-"ka50 ka1000 close 1k 64k rules1000 tls tlsnew reload"}
+VARIANTS=${BENCH_VARIANTS:-"ka50 ka1000 close 1k 64k rules1000 tls tlsresume tlsfull reload"}
+HS_PROCS=${BENCH_HS_PROCS:-4}
+ECDH_GROUPS="X25519:P-256:P-384" # ingressd's fixed preference (src/tls.c); the others get it too
 TARGETS=${BENCH_TARGETS:-"ceiling ingressd nginx haproxy"}
 HOST=bench.local
 NRULES=1000
@@ -116,7 +129,8 @@ vspec() {
     64k)       echo "small /?size=65536 -t1 -c50";;
     rules1000) echo "big $RULE_PATH -t1 -c50";;
     tls)       echo "tls / -t1 -c50";;
-    tlsnew)    echo "tls / -t1 -c50 -H Connection:close";;
+    tlsresume) echo "tls / -t1 -c50 -H Connection:close";;
+    tlsfull)   echo "tls / tls_handshake.py";;
     reload)    echo "rl / -t1 -c50";;
     *)         echo "";;
     esac
@@ -131,7 +145,11 @@ done
 has "$TABLES" small || TABLES="small $TABLES" # the idle-connection test uses it
 
 table_off() { case $1 in small) echo 0;; big) echo 1;; tls) echo 2;; rl) echo 3;; esac; }
-scheme() { [ "$1" = tls ] && echo https || echo http; }
+# url TABLE ADDR PATH: the tls table is asked for https://bench.local:PORT (SNI
+# bench.local; curl --resolve, wrk sni.lua and tls_handshake.py connect to 127.0.0.1)
+url() {
+    if [ "$1" = tls ]; then echo "https://$HOST:${2##*:}$3"; else echo "http://$2$3"; fi
+}
 
 # ---- ports ---------------------------------------------------------------------
 # every address this run listens on must be free: a leftover process would
@@ -170,6 +188,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
     -keyout "$TMP/tls.key" -out "$TMP/tls.crt" >/dev/null 2>&1
 cat "$TMP/tls.crt" "$TMP/tls.key" >"$TMP/tls.pem"
+
+# wrk resolves the URL's host itself and sends it as SNI and Host; point
+# bench.local at the proxy's address instead of needing /etc/hosts
+cat >"$TMP/sni.lua" <<'EOF'
+wrk.resolve = function(host, service)
+    wrk.addrs = wrk.lookup("127.0.0.1", service)
+end
+EOF
 
 # ---- configurations ----------------------------------------------------------
 # Each generator writes one proxy's configuration for TABLE; VERSION b is the
@@ -257,6 +283,10 @@ gen_nginx() { # TABLE PORT DIR OUT [b]
     mkdir -p "$d/logs" "$d/tmp"
     [ "$(id -u)" = 0 ] && user="user root;"
     [ "$table" = tls ] && ssl=" ssl"
+    local tlsconf=""
+    [ "$table" = tls ] && tlsconf="
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ecdh_curve $ECDH_GROUPS;"
     {
         cat <<EOF
 $user
@@ -285,7 +315,7 @@ http {
     proxy_set_header X-Request-ID \$request_id;
     add_header X-Request-ID \$request_id;
     proxy_buffers 8 16k;
-    proxy_buffer_size 16k;
+    proxy_buffer_size 16k;$tlsconf
     upstream bench {
 EOF
         for ip in $pods; do echo "        server $ip:$POD_PORT;"; done
@@ -319,7 +349,7 @@ gen_haproxy() { # TABLE PORT MAP OUT [b]
     # own Kubernetes ingress controllers do; longest prefixes first
     local table=$1 port=$2 m=$3 f=$4 ver=${5:-a} pods=$PODS ssl=""
     [ "$ver" = b ] && pods=${PODS%% *}
-    [ "$table" = tls ] && ssl=" ssl crt $TMP/tls.pem"
+    [ "$table" = tls ] && ssl=" ssl crt $TMP/tls.pem alpn http/1.1 curves $ECDH_GROUPS"
     : >"$m"
     if [ "$table" = big ]; then
         i=$((NRULES - 1))
@@ -336,6 +366,7 @@ global
     nbthread $WORKERS
     maxconn $((NOFILE / 2 - 100))
     tune.bufsize 16384
+    ssl-default-bind-options ssl-min-ver TLSv1.2
 
 defaults
     mode http
@@ -434,11 +465,17 @@ for t in ingressd nginx haproxy; do
         code=000
         if $MEASURE wait "$a" 10; then
             for _ in 1 2 3 4 5 6 7 8 9 10; do
-                code=$(curl -sk -o /dev/null -m 5 -w '%{http_code}' -H "Host: $HOST" \
-                    "$(scheme "$tab")://$a$path" || true)
+                code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "Host: $HOST" \
+                    --cacert "$TMP/tls.crt" --resolve "$HOST:${a##*:}:127.0.0.1" \
+                    "$(url "$tab" "$a" "$path")" || true)
                 [ "$code" = 200 ] && break
                 sleep 0.2
             done
+        fi
+        # ... and only if it is still running: on a shared machine another process may hold
+        # one of its ports (it exits) and answer in its place
+        if [ "$code" = 200 ] && ! kill -0 "${PID[$t.$tab]}" 2>/dev/null; then
+            code="$code from someone else: $t exited"
         fi
         if [ "$code" = 200 ]; then
             OK[$t.$tab]=1
@@ -474,7 +511,13 @@ run_one() { # TARGET VARIANT ROUND DURATION [jsonl]
     set -- $spec
     table=$1; path=$2; shift 2
     [ "${OK[$t.$table]:-0}" = 1 ] || return 0
+    if [ "$v" = tlsfull ]; then
+        python3 "$ROOT/bench/tls_handshake.py" "$out" "$t" "$v" "$r" "${PID[$t.$table]}" "$HOST" \
+            "${ADDR[$t.$table]##*:}" "$d" "$HS_PROCS" | tee -a "$TXT"
+        return 0
+    fi
     wargs=""
+    [ "$table" = tls ] && wargs="-s $TMP/sni.lua"
     for a in "$@"; do
         case $a in -H) ;; Connection:close) wargs="$wargs -H Connection:close";; *) wargs="$wargs $a";; esac
     done
@@ -484,7 +527,7 @@ run_one() { # TARGET VARIANT ROUND DURATION [jsonl]
         PIDS="$PIDS $rpid"
     fi
     # shellcheck disable=SC2086
-    $MEASURE run "$out" "$t" "$v" "$r" "${PID[$t.$table]}" "$(scheme "$table")://${ADDR[$t.$table]}$path" -- \
+    $MEASURE run "$out" "$t" "$v" "$r" "${PID[$t.$table]}" "$(url "$table" "${ADDR[$t.$table]}" "$path")" -- \
         $wargs -d "${d}s" --timeout 5s -H "Host: $HOST" | tee -a "$TXT"
     if [ -n "$rpid" ]; then
         kill "$rpid" 2>/dev/null || true

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Full-TLS-handshake load for bench/tls.sh (pure python3 stdlib).
+"""Full-TLS-handshake load for bench/run.sh's tlsfull variant (pure python3 stdlib).
 
   tls_handshake.py OUT.jsonl NAME VARIANT ROUND PID HOST PORT SECONDS PROCS
 
