@@ -28,26 +28,6 @@ def setup():
                  ingress("web", [("a.test", "/", "Prefix", "web", 80)]))
 
 
-class RssWatch:
-    def __init__(self, proc):
-        self.proc, self.peak, self._stop = proc, 0, threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.rss_kb())
-            except Exception:
-                pass
-            time.sleep(0.05)
-
-    def stop(self):
-        self._stop.set()
-        self.t.join()
-        return self.peak
-
-
 @test
 def one_gib_download_byte_exact():
     p = setup()

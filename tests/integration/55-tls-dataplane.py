@@ -57,26 +57,6 @@ def tls_conn(timeout=30, tls13=False, ragged_ok=True):
     return ctx.wrap_socket(raw, server_hostname=HOST, suppress_ragged_eofs=ragged_ok)
 
 
-class RssWatch:
-    def __init__(self, proc):
-        self.proc, self.peak, self._stop = proc, 0, threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.rss_kb())
-            except Exception:
-                pass
-            time.sleep(0.05)
-
-    def stop(self):
-        self._stop.set()
-        self.t.join()
-        return self.peak
-
-
 def read_head(s, buf=b""):
     while b"\r\n\r\n" not in buf:
         d = s.recv(65536)

@@ -77,6 +77,28 @@ def check(cond, msg="check failed"):
     return cond
 
 
+class RssWatch:
+    """Samples a Proxy's RSS every 50 ms in a thread until stop(), which returns the peak (kB)."""
+
+    def __init__(self, proc):
+        self.proc, self.peak, self._stop = proc, 0, threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.proc.rss_kb())
+            except Exception:
+                pass
+            time.sleep(0.05)
+
+    def stop(self):
+        self._stop.set()
+        self.t.join()
+        return self.peak
+
+
 def wait_until(pred, timeout=5.0, interval=0.05, msg=None):
     """Poll PRED until it returns a truthy value (returned) or TIMEOUT passes (raises).
     Exceptions from PRED count as "not yet"; the last one is reported."""

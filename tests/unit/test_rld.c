@@ -54,32 +54,7 @@ static struct snap *fake_load(const char *path, const struct snap *prev,
     return s;
 }
 
-static struct event_base *base;
-static pthread_t loop_thr;
-
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
-    return NULL;
-}
-
-static void on_quit(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    event_base_loopbreak(arg);
-}
-
-/* ends the loop thread: an active event, since a loopbreak issued before the
- * thread entered its loop would be forgotten */
-static void loop_stop(void)
-{
-    struct event *q = event_new(base, -1, 0, on_quit, base);
-    event_active(q, EV_READ, 0);
-    pthread_join(loop_thr, NULL);
-    event_free(q);
-}
+#include "loop_thread.h"
 
 static char tmpdir[256];
 
