@@ -224,6 +224,24 @@ static uint8_t classify(struct str name)
     return H1H_OTHER;
 }
 
+/* marks the headers a Connection value names as hop-by-hop, except the framing
+ * ones the proxy writes itself (Content-Length, Transfer-Encoding, and Host on
+ * requests: the contract says Connection never removes them) */
+static void mark_connection_tokens(struct h1_msg *m, struct str v, bool keep_host)
+{
+    while (v.n) {
+        struct str tok = str_trim(str_next_token(&v, ','));
+        if (!tok.n)
+            continue;
+        uint8_t k = classify(tok);
+        if (k == H1H_CONTENT_LENGTH || k == H1H_TRANSFER_ENCODING || (keep_host && k == H1H_HOST))
+            continue;
+        for (uint32_t j = 0; j < m->nhdrs; j++)
+            if (m->hdrs[j].name.n == tok.n && str_ieq(m->hdrs[j].name, tok))
+                m->hdrs[j].hop = true;
+    }
+}
+
 static int cb_value_done(llhttp_t *p)
 {
     struct h1_msg *m = M(p);
@@ -396,22 +414,9 @@ int h1_parse_request(struct h1_msg *m, const char *p, size_t n)
             else
                 return H1_E417;
             break;
-        case H1H_CONNECTION: {
-            /* the headers it names are hop-by-hop, except our own framing ones */
-            struct str v = h->value;
-            while (v.n) {
-                struct str tok = str_trim(str_next_token(&v, ','));
-                if (!tok.n)
-                    continue;
-                uint8_t k = classify(tok);
-                if (k == H1H_CONTENT_LENGTH || k == H1H_TRANSFER_ENCODING || k == H1H_HOST)
-                    continue;
-                for (uint32_t j = 0; j < m->nhdrs; j++)
-                    if (m->hdrs[j].name.n == tok.n && str_ieq(m->hdrs[j].name, tok))
-                        m->hdrs[j].hop = true;
-            }
+        case H1H_CONNECTION:
+            mark_connection_tokens(m, h->value, true);
             break;
-        }
         default:
             break;
         }
@@ -433,18 +438,7 @@ int h1_parse_response(struct h1_msg *m, const char *p, size_t n, bool head_req)
         struct h1_hdr *h = &m->hdrs[i];
         if (h->kind != H1H_CONNECTION)
             continue;
-        struct str v = h->value;
-        while (v.n) {
-            struct str tok = str_trim(str_next_token(&v, ','));
-            if (!tok.n)
-                continue;
-            uint8_t k = classify(tok);
-            if (k == H1H_CONTENT_LENGTH || k == H1H_TRANSFER_ENCODING)
-                continue;
-            for (uint32_t j = 0; j < m->nhdrs; j++)
-                if (m->hdrs[j].name.n == tok.n && str_ieq(m->hdrs[j].name, tok))
-                    m->hdrs[j].hop = true;
-        }
+        mark_connection_tokens(m, h->value, false);
     }
     return H1_OK;
 }

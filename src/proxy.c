@@ -114,6 +114,32 @@ static inline void sb_put(struct sb *b, const char *s, size_t n)
 static inline void sb_str(struct sb *b, struct str s) { sb_put(b, s.p, s.n); }
 static inline void sb_cstr(struct sb *b, const char *s) { sb_put(b, s, strlen(s)); }
 
+static inline void sb_hdr(struct sb *b, const struct h1_hdr *h)
+{
+    sb_str(b, h->name);
+    SB_LIT(b, ": ");
+    sb_str(b, h->value);
+    SB_LIT(b, "\r\n");
+}
+
+/* hop-by-hop in both directions: the fixed set, plus what Connection names.
+ * Upgrade is decided by the caller (kept only when tunnelling). */
+static inline bool px_hdr_is_hop(const struct h1_hdr *h)
+{
+    switch (h->kind) {
+    case H1H_CONNECTION:
+    case H1H_KEEP_ALIVE:
+    case H1H_PROXY_CONNECTION:
+    case H1H_TE:
+    case H1H_TRAILER:
+        return true;
+    case H1H_UPGRADE:
+        return false;
+    default:
+        return h->hop;
+    }
+}
+
 static void sb_u64(struct sb *b, uint64_t v)
 {
     char t[24];
@@ -593,17 +619,12 @@ void px_start(struct conn *c, long head_len)
 
     /* the rewritten head: one buffer, written with one add per attempt */
     SB_LIT(&b, " HTTP/1.1\r\n");
-    struct str xff = STR_NULL;
+    bool has_xff = false;
     for (uint32_t i = 0; i < m->nhdrs; i++) {
         const struct h1_hdr *h = &m->hdrs[i];
-        if (h->hop && h->kind != H1H_UPGRADE)
+        if (px_hdr_is_hop(h))
             continue;
         switch (h->kind) {
-        case H1H_CONNECTION:
-        case H1H_KEEP_ALIVE:
-        case H1H_PROXY_CONNECTION:
-        case H1H_TE:
-        case H1H_TRAILER:
         case H1H_EXPECT:
         case H1H_XFPROTO:
         case H1H_XFHOST:
@@ -616,7 +637,7 @@ void px_start(struct conn *c, long head_len)
                 continue;
             break;
         case H1H_XFF:
-            xff = h->value; /* all of them are joined below, in order */
+            has_xff = true; /* all of them are joined below, in order */
             continue;
         case H1H_XREQUEST_ID:
             if (!r->reqid_from_client)
@@ -625,10 +646,7 @@ void px_start(struct conn *c, long head_len)
         default:
             break;
         }
-        sb_str(&b, h->name);
-        SB_LIT(&b, ": ");
-        sb_str(&b, h->value);
-        SB_LIT(&b, "\r\n");
+        sb_hdr(&b, h);
     }
     if (m->host_idx < 0 && host.p) {
         SB_LIT(&b, "Host: ");
@@ -636,7 +654,7 @@ void px_start(struct conn *c, long head_len)
         SB_LIT(&b, "\r\n");
     }
     SB_LIT(&b, "X-Forwarded-For: ");
-    if (xff.p) {
+    if (has_xff) {
         for (uint32_t i = 0; i < m->nhdrs; i++) {
             if (m->hdrs[i].kind == H1H_XFF && m->hdrs[i].value.n) {
                 sb_str(&b, m->hdrs[i].value);
@@ -1043,15 +1061,9 @@ static bool resp_head(struct px_req *r, const char *head, size_t hl)
     bool has_reqid = false, has_hsts = false;
     for (uint32_t i = 0; i < m->nhdrs; i++) {
         const struct h1_hdr *h = &m->hdrs[i];
-        if (h->hop && h->kind != H1H_UPGRADE)
+        if (px_hdr_is_hop(h))
             continue;
         switch (h->kind) {
-        case H1H_CONNECTION:
-        case H1H_KEEP_ALIVE:
-        case H1H_PROXY_CONNECTION:
-        case H1H_TE:
-        case H1H_TRAILER:
-            continue;
         case H1H_UPGRADE:
             if (!tunnel)
                 continue;
@@ -1068,10 +1080,7 @@ static bool resp_head(struct px_req *r, const char *head, size_t hl)
                 has_hsts = true;
             break;
         }
-        sb_str(&b, h->name);
-        SB_LIT(&b, ": ");
-        sb_str(&b, h->value);
-        SB_LIT(&b, "\r\n");
+        sb_hdr(&b, h);
     }
     if (!has_reqid) {
         SB_LIT(&b, "X-Request-ID: ");
