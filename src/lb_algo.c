@@ -37,6 +37,17 @@
 
 #define LB_SMALL 256 /* usable lists up to this size are built on the stack */
 
+/* indexes of the usable endpoints of a backend with at most LB_SMALL of them */
+static uint32_t lb_usable_small(const struct snap_backend *be, struct lb_req *req,
+                                uint16_t ok[LB_SMALL])
+{
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < be->neps; i++)
+        if (lb_ep_usable(&be->eps[i], req))
+            ok[m++] = (uint16_t)i;
+    return m;
+}
+
 /* ---- round robin ---- */
 
 const struct snap_endpoint *lb__rr_from(const struct snap_backend *be, struct lb_req *req,
@@ -47,10 +58,7 @@ const struct snap_endpoint *lb__rr_from(const struct snap_backend *be, struct lb
         /* rotate over the usable ones (nginx also walks every peer per pick):
          * the share stays exact when some endpoints are out */
         uint16_t ok[LB_SMALL];
-        uint32_t m = 0;
-        for (uint32_t i = 0; i < n; i++)
-            if (lb_ep_usable(&be->eps[i], req))
-                ok[m++] = (uint16_t)i;
+        uint32_t m = lb_usable_small(be, req, ok);
         return m ? &be->eps[ok[c % m]] : NULL;
     }
     /* large backends: O(1) when the slot is usable, else its share is spread */
@@ -126,10 +134,7 @@ static const struct snap_endpoint *lb_ewma_pick(const struct snap_backend *be, s
     /* some are out: choose among the usable ones only */
     if (n <= LB_SMALL) {
         uint16_t ok[LB_SMALL];
-        uint32_t m = 0;
-        for (uint32_t i = 0; i < n; i++)
-            if (lb_ep_usable(&be->eps[i], req))
-                ok[m++] = (uint16_t)i;
+        uint32_t m = lb_usable_small(be, req, ok);
         if (m == 0)
             return NULL;
         if (m == 1)
