@@ -26,8 +26,8 @@
  * I/O on plain sockets costs two syscalls per request and direction: our
  * own read event reads into the bufferevent's input (conn_sock_read: no
  * FIONREAD before each read, as evbuffer_read does), and responses are
- * written right away (conn_flush: no EPOLLOUT round trip; EV_WRITE only
- * while the socket is full). The bufferevent itself never does I/O: it is
+ * written without waiting for EPOLLOUT (conn_flush: at the end of the loop
+ * turn, see WRK_DEFER_MAX; EV_WRITE only while the socket is full). The bufferevent itself never does I/O: it is
  * the pair of buffers proxy.c works on, and the owner of the fd.
  *
  * TLS connections work the same way, with OpenSSL on the raw socket
@@ -101,6 +101,7 @@ static void conn_revcb(evutil_socket_t fd, short what, void *arg);
 static void conn_wevcb(evutil_socket_t fd, short what, void *arg);
 static void tls_flush(struct conn *c);
 static void wev_set(struct conn *c, bool on);
+static void start_linger(struct conn *c);
 
 static inline const struct snap_timeouts *T(const struct conn *c) { return &c->w->snap->cfg.timeouts; }
 
@@ -124,19 +125,16 @@ void conn_timer(struct conn *c, uint32_t ms)
     event_add(&c->timer, &tv);
 }
 
-/*
- * Optimistic write: plain connections keep EV_WRITE disabled and write from
- * here right after queueing; only a full socket enables EV_WRITE, and the
- * write callback disables it again once drained. This saves the two
- * epoll_ctl calls (and one loop turn) per response that a bufferevent's
- * write event costs.
- */
-void conn_flush(struct conn *c)
+static void unqueue_flush(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t len = evbuffer_get_length(out);
-    if (len == 0)
-        return;
+    if (c->flushq) {
+        TAILQ_REMOVE(&c->w->flushq, c, flushlink);
+        c->flushq = false;
+    }
+}
+
+static void flush_now(struct conn *c, struct evbuffer *out)
+{
     if (c->tls) {
         tls_flush(c);
         return;
@@ -147,6 +145,43 @@ void conn_flush(struct conn *c)
     evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out))
         bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/*
+ * Optimistic write: plain connections keep EV_WRITE disabled and write when
+ * the loop turn ends (at once for large output); only a full socket enables
+ * EV_WRITE, and the write callback disables it again once drained. This
+ * saves the two epoll_ctl calls (and one loop turn) per response that a
+ * bufferevent's write event costs.
+ */
+void conn_flush(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t len = evbuffer_get_length(out);
+    if (len == 0)
+        return;
+    if (len < WRK_DEFER_MAX) {
+        if (!c->flushq) {
+            c->flushq = true;
+            TAILQ_INSERT_TAIL(&c->w->flushq, c, flushlink);
+        }
+        return;
+    }
+    unqueue_flush(c);
+    flush_now(c, out);
+}
+
+void conn_flush_deferred(struct wrk *w)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&w->flushq))) {
+        unqueue_flush(c);
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        if (evbuffer_get_length(out))
+            flush_now(c, out);
+        if (c->state == CONN_CLOSING && evbuffer_get_length(out) == 0)
+            start_linger(c);
+    }
 }
 
 /* ---- reading ---- */
@@ -721,6 +756,7 @@ void conn_close(struct conn *c)
         c->req = NULL;
         px_abort(r);
     }
+    unqueue_flush(c);
     event_del(&c->timer);
     event_del(&c->rev);
     if (c->tls) {

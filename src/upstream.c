@@ -62,6 +62,7 @@ static void ups_writecb(struct bufferevent *bev, void *arg);
 static void ups_eventcb(struct bufferevent *bev, short what, void *arg);
 
 static void ups_revcb(evutil_socket_t fd, short what, void *arg);
+static void unqueue_flush(struct ups_conn *u);
 
 /* ---- reading: plain sockets through our own event, TLS through the bufferevent ---- */
 
@@ -280,6 +281,7 @@ void ups_close(struct ups_conn *u)
     if (!u || u->dead)
         return;
     unlink_pool(u);
+    unqueue_flush(u);
     u->dead = true;
     u->req = NULL;
     if (u->rev_set)
@@ -318,17 +320,50 @@ void ups_put(struct ups_conn *u)
     ups_read_enable(u, true);
 }
 
-void ups_flush(struct ups_conn *u)
+static void unqueue_flush(struct ups_conn *u)
 {
-    struct evbuffer *out = bufferevent_get_output(u->bev);
-    if (u->tls || !u->connected || evbuffer_get_length(out) == 0)
-        return;
+    if (u->flushq) {
+        TAILQ_REMOVE(&u->w->ups_flushq, u, flushlink);
+        u->flushq = false;
+    }
+}
+
+static void flush_now(struct ups_conn *u, struct evbuffer *out)
+{
     /* a socket bufferevent freezes its output's start outside its own callbacks */
     evbuffer_unfreeze(out, 1);
     evbuffer_write(out, bufferevent_getfd(u->bev));
     evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out))
         bufferevent_enable(u->bev, EV_WRITE);
+}
+
+void ups_flush(struct ups_conn *u)
+{
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    size_t len = evbuffer_get_length(out);
+    if (u->tls || !u->connected || len == 0)
+        return;
+    if (len < WRK_DEFER_MAX) {
+        if (!u->flushq) {
+            u->flushq = true;
+            TAILQ_INSERT_TAIL(&u->w->ups_flushq, u, flushlink);
+        }
+        return;
+    }
+    unqueue_flush(u);
+    flush_now(u, out);
+}
+
+void ups_flush_deferred(struct wrk *w)
+{
+    struct ups_conn *u;
+    while ((u = TAILQ_FIRST(&w->ups_flushq))) {
+        unqueue_flush(u);
+        struct evbuffer *out = bufferevent_get_output(u->bev);
+        if (evbuffer_get_length(out))
+            flush_now(u, out);
+    }
 }
 
 /* ---- callbacks: busy ones go to proxy.c, idle ones mean the pod gave up ---- */

@@ -101,7 +101,13 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "ingressd-w%u", w->id);
     pthread_setname_np(pthread_self(), name);
-    event_base_dispatch(w->base);
+    /* one loop turn at a time: the deferred writes leave when it ends */
+    while (!event_base_got_break(w->base)) {
+        if (event_base_loop(w->base, EVLOOP_ONCE) != 0)
+            break;
+        ups_flush_deferred(w);
+        conn_flush_deferred(w);
+    }
     /* stopped: free everything this thread owns */
     lsn_close_all(w);
     conn_free_all(w);
@@ -154,6 +160,8 @@ static struct wrk *worker_new(unsigned id, struct snap *s)
     TAILQ_INIT(&w->dead);
     TAILQ_INIT(&w->runq);
     TAILQ_INIT(&w->ups_dead);
+    TAILQ_INIT(&w->flushq);
+    TAILQ_INIT(&w->ups_flushq);
     struct event_config *ec = event_config_new();
     if (!ec)
         goto fail;

@@ -60,11 +60,13 @@ struct conn {
     unsigned short port;               /* local listener port */
     bool tls;
     bool queued;                       /* in w->runq */
+    bool flushq;                       /* in w->flushq: output waits for the loop turn's end */
     bool read_paused;                  /* pipelined input held back */
     uint8_t ipn;                       /* length of ip */
     char ip[46];                       /* peer address text (X-Forwarded-For) */
     TAILQ_ENTRY(conn) link;            /* w->conns, then w->dead */
     TAILQ_ENTRY(conn) runlink;         /* w->runq */
+    TAILQ_ENTRY(conn) flushlink;       /* w->flushq */
     struct conn *next_free;
 };
 
@@ -84,9 +86,12 @@ void conn_read_timeout(struct conn *c, uint32_t ms);
 void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen);
 /* the request ended: back to keep-alive (or closed when close is true) */
 void conn_request_done(struct conn *c, bool close);
-/* writes queued output now (no EPOLLOUT round trip unless the socket is
+/* writes queued output at the end of this loop turn (small plain output,
+ * see wrk_turn_end) or now (no EPOLLOUT round trip unless the socket is
  * full; TLS: SSL_write on the socket, one record per 16 KiB) */
 void conn_flush(struct conn *c);
+/* the loop turn ended: write every output conn_flush deferred */
+void conn_flush_deferred(struct wrk *w);
 /* flush what is queued, then close */
 void conn_close_after_flush(struct conn *c);
 /* close now (deferred free) */

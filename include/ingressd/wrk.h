@@ -87,6 +87,8 @@ struct wrk {
     struct conn_list dead;             /* closed, freed by ev_reap */
     struct conn_list runq;             /* pipelined input waiting to be processed */
     struct ups_list ups_dead;          /* upstream conns to free */
+    struct conn_list flushq;           /* output written when the loop turn ends */
+    struct ups_list ups_flushq;
     struct px_req *req_free;           /* free-list of request objects */
     struct conn *conn_free;            /* free-list of connection objects */
     unsigned nreq_free, nconn_free;
@@ -98,6 +100,16 @@ struct wrk {
     uint64_t reqid_seq;
     struct wrk_counters ctr;
 };
+
+/*
+ * Small writes wait for the end of the loop turn (conn_flush, ups_flush):
+ * one turn's requests to a pod, and responses to a client, then leave in one
+ * burst, so the peer is woken once for the burst instead of once per write.
+ * Waking a sleeping peer is the largest single cost in a loopback send
+ * (ep_poll_callback, try_to_wake_up, an IPI in a VM). Larger output is written at
+ * once: backpressure decisions see what the socket really took.
+ */
+#define WRK_DEFER_MAX (64 * 1024)
 
 /* the calling worker asks for its deferred work to run (ev_reap) */
 void wrk_kick(struct wrk *w);
