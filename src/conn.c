@@ -139,10 +139,7 @@ static void flush_now(struct conn *c, struct evbuffer *out)
         tls_flush(c);
         return;
     }
-    /* a socket bufferevent freezes its output's start outside its own callbacks */
-    evbuffer_unfreeze(out, 1);
-    evbuffer_write(out, bufferevent_getfd(c->bev));
-    evbuffer_freeze(out, 1);
+    conn_sock_write(out, bufferevent_getfd(c->bev));
     if (evbuffer_get_length(out))
         bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -184,6 +181,40 @@ void conn_flush_deferred(struct wrk *w)
     }
 }
 
+/*
+ * send() for one buffer, sendmsg() for several, rather than evbuffer_write's
+ * writev(): the socket calls skip the VFS layer (rw_verify_area, fsnotify,
+ * the f_pos lock) that read/write-family calls pay on every request.
+ */
+ssize_t conn_sock_write(struct evbuffer *out, int fd)
+{
+    struct evbuffer_iovec v[CONN_WRITE_IOV];
+    int nv = evbuffer_peek(out, -1, NULL, v, CONN_WRITE_IOV);
+    if (nv <= 0)
+        return 0;
+    if (nv > CONN_WRITE_IOV)
+        nv = CONN_WRITE_IOV;
+    ssize_t n;
+    if (nv == 1) {
+        n = send(fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        struct iovec iov[CONN_WRITE_IOV];
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)nv };
+        n = sendmsg(fd, &m, MSG_NOSIGNAL);
+    }
+    if (n > 0) {
+        /* a socket bufferevent freezes its output's start outside its own callbacks */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_drain(out, (size_t)n);
+        evbuffer_freeze(out, 1);
+    }
+    return n;
+}
+
 /* ---- reading ---- */
 
 int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize)
@@ -207,7 +238,8 @@ int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize)
     size_t room = 0;
     for (int i = 0; i < nv; i++)
         room += v[i].iov_len;
-    ssize_t n = readv(fd, iov, nv);
+    /* recv() when one buffer will do: see conn_sock_write */
+    ssize_t n = nv == 1 ? recv(fd, iov[0].iov_base, iov[0].iov_len, 0) : readv(fd, iov, nv);
     if (n > 0) {
         size_t left = (size_t)n;
         int used = 0;

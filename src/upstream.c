@@ -330,10 +330,7 @@ static void unqueue_flush(struct ups_conn *u)
 
 static void flush_now(struct ups_conn *u, struct evbuffer *out)
 {
-    /* a socket bufferevent freezes its output's start outside its own callbacks */
-    evbuffer_unfreeze(out, 1);
-    evbuffer_write(out, bufferevent_getfd(u->bev));
-    evbuffer_freeze(out, 1);
+    conn_sock_write(out, bufferevent_getfd(u->bev));
     if (evbuffer_get_length(out))
         bufferevent_enable(u->bev, EV_WRITE);
 }

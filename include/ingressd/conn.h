@@ -78,6 +78,10 @@ struct conn {
  * error, -2 when nothing was there. *rdsize adapts to the traffic.
  */
 int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize);
+/* writes what out holds (up to CONN_WRITE_IOV pieces) to fd and drains what
+ * the socket took: bytes written, or -1 (errno) */
+#define CONN_WRITE_IOV 64
+ssize_t conn_sock_write(struct evbuffer *out, int fd);
 /* read interest on/off (our read event, plain and TLS) */
 void conn_read_enable(struct conn *c, bool on);
 /* read timeout while reading is on; 0 = none */
