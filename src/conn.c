@@ -71,6 +71,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -125,14 +126,6 @@ void conn_timer(struct conn *c, uint32_t ms)
     event_add(&c->timer, &tv);
 }
 
-static void unqueue_flush(struct conn *c)
-{
-    if (c->flushq) {
-        TAILQ_REMOVE(&c->w->flushq, c, flushlink);
-        c->flushq = false;
-    }
-}
-
 static void flush_now(struct conn *c, struct evbuffer *out)
 {
     if (c->tls) {
@@ -155,30 +148,20 @@ void conn_flush(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t len = evbuffer_get_length(out);
-    if (len == 0)
+    if (len == 0 || wrk_defer(c->w, &c->defer, len))
         return;
-    if (len < WRK_DEFER_MAX) {
-        if (!c->flushq) {
-            c->flushq = true;
-            TAILQ_INSERT_TAIL(&c->w->flushq, c, flushlink);
-        }
-        return;
-    }
-    unqueue_flush(c);
     flush_now(c, out);
 }
 
-void conn_flush_deferred(struct wrk *w)
+/* the loop turn ended (wrk_defer) */
+static void deferred_flush(struct wrk_defer *d)
 {
-    struct conn *c;
-    while ((c = TAILQ_FIRST(&w->flushq))) {
-        unqueue_flush(c);
-        struct evbuffer *out = bufferevent_get_output(c->bev);
-        if (evbuffer_get_length(out))
-            flush_now(c, out);
-        if (c->state == CONN_CLOSING && evbuffer_get_length(out) == 0)
-            start_linger(c);
-    }
+    struct conn *c = (struct conn *)((char *)d - offsetof(struct conn, defer));
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out))
+        flush_now(c, out);
+    if (c->state == CONN_CLOSING && evbuffer_get_length(out) == 0)
+        start_linger(c);
 }
 
 /*
@@ -319,6 +302,7 @@ void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
     }
     c->magic = CONN_MAGIC;
     c->w = w;
+    c->defer.flush = deferred_flush;
     c->tls = l->tls;
     c->port = l->port;
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
@@ -788,7 +772,7 @@ void conn_close(struct conn *c)
         c->req = NULL;
         px_abort(r);
     }
-    unqueue_flush(c);
+    wrk_undefer(c->w, &c->defer);
     event_del(&c->timer);
     event_del(&c->rev);
     if (c->tls) {

@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +63,7 @@ static void ups_writecb(struct bufferevent *bev, void *arg);
 static void ups_eventcb(struct bufferevent *bev, short what, void *arg);
 
 static void ups_revcb(evutil_socket_t fd, short what, void *arg);
-static void unqueue_flush(struct ups_conn *u);
+static void deferred_flush(struct wrk_defer *d);
 
 /* ---- reading: plain sockets through our own event, TLS through the bufferevent ---- */
 
@@ -179,8 +180,10 @@ static struct ups_conn *conn_alloc(struct wrk *w)
     } else {
         u = calloc(1, sizeof(*u));
     }
-    if (u)
+    if (u) {
         u->w = w;
+        u->defer.flush = deferred_flush;
+    }
     return u;
 }
 
@@ -281,7 +284,7 @@ void ups_close(struct ups_conn *u)
     if (!u || u->dead)
         return;
     unlink_pool(u);
-    unqueue_flush(u);
+    wrk_undefer(u->w, &u->defer);
     u->dead = true;
     u->req = NULL;
     if (u->rev_set)
@@ -320,14 +323,6 @@ void ups_put(struct ups_conn *u)
     ups_read_enable(u, true);
 }
 
-static void unqueue_flush(struct ups_conn *u)
-{
-    if (u->flushq) {
-        TAILQ_REMOVE(&u->w->ups_flushq, u, flushlink);
-        u->flushq = false;
-    }
-}
-
 static void flush_now(struct ups_conn *u, struct evbuffer *out)
 {
     conn_sock_write(out, bufferevent_getfd(u->bev));
@@ -339,28 +334,18 @@ void ups_flush(struct ups_conn *u)
 {
     struct evbuffer *out = bufferevent_get_output(u->bev);
     size_t len = evbuffer_get_length(out);
-    if (u->tls || !u->connected || len == 0)
+    if (u->tls || !u->connected || len == 0 || wrk_defer(u->w, &u->defer, len))
         return;
-    if (len < WRK_DEFER_MAX) {
-        if (!u->flushq) {
-            u->flushq = true;
-            TAILQ_INSERT_TAIL(&u->w->ups_flushq, u, flushlink);
-        }
-        return;
-    }
-    unqueue_flush(u);
     flush_now(u, out);
 }
 
-void ups_flush_deferred(struct wrk *w)
+/* the loop turn ended (wrk_defer) */
+static void deferred_flush(struct wrk_defer *d)
 {
-    struct ups_conn *u;
-    while ((u = TAILQ_FIRST(&w->ups_flushq))) {
-        unqueue_flush(u);
-        struct evbuffer *out = bufferevent_get_output(u->bev);
-        if (evbuffer_get_length(out))
-            flush_now(u, out);
-    }
+    struct ups_conn *u = (struct ups_conn *)((char *)d - offsetof(struct ups_conn, defer));
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    if (evbuffer_get_length(out))
+        flush_now(u, out);
 }
 
 /* ---- callbacks: busy ones go to proxy.c, idle ones mean the pod gave up ---- */

@@ -90,6 +90,27 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     ups_reap(w);
 }
 
+bool wrk_defer(struct wrk *w, struct wrk_defer *d, size_t len)
+{
+    if (len >= WRK_DEFER_MAX) {
+        wrk_undefer(w, d);
+        return false;
+    }
+    if (!d->queued) {
+        d->queued = true;
+        TAILQ_INSERT_TAIL(&w->deferq, d, link);
+    }
+    return true;
+}
+
+void wrk_undefer(struct wrk *w, struct wrk_defer *d)
+{
+    if (d->queued) {
+        TAILQ_REMOVE(&w->deferq, d, link);
+        d->queued = false;
+    }
+}
+
 void wrk_kick(struct wrk *w)
 {
     event_active(w->ev_reap, EV_TIMEOUT, 0);
@@ -105,8 +126,11 @@ static void *worker_main(void *arg)
     while (!event_base_got_break(w->base)) {
         if (event_base_loop(w->base, EVLOOP_ONCE) != 0)
             break;
-        ups_flush_deferred(w);
-        conn_flush_deferred(w);
+        struct wrk_defer *d;
+        while ((d = TAILQ_FIRST(&w->deferq))) {
+            wrk_undefer(w, d);
+            d->flush(d);
+        }
     }
     /* stopped: free everything this thread owns */
     lsn_close_all(w);
@@ -160,8 +184,7 @@ static struct wrk *worker_new(unsigned id, struct snap *s)
     TAILQ_INIT(&w->dead);
     TAILQ_INIT(&w->runq);
     TAILQ_INIT(&w->ups_dead);
-    TAILQ_INIT(&w->flushq);
-    TAILQ_INIT(&w->ups_flushq);
+    TAILQ_INIT(&w->deferq);
     struct event_config *ec = event_config_new();
     if (!ec)
         goto fail;

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "ingressd/http1.h"
+#include "ingressd/wrk.h"
 
 struct wrk;
 struct lsn;
@@ -60,13 +61,12 @@ struct conn {
     unsigned short port;               /* local listener port */
     bool tls;
     bool queued;                       /* in w->runq */
-    bool flushq;                       /* in w->flushq: output waits for the loop turn's end */
     bool read_paused;                  /* pipelined input held back */
     uint8_t ipn;                       /* length of ip */
     char ip[46];                       /* peer address text (X-Forwarded-For) */
     TAILQ_ENTRY(conn) link;            /* w->conns, then w->dead */
     TAILQ_ENTRY(conn) runlink;         /* w->runq */
-    TAILQ_ENTRY(conn) flushlink;       /* w->flushq */
+    struct wrk_defer defer;            /* output waiting for the loop turn's end */
     struct conn *next_free;
 };
 
@@ -94,8 +94,6 @@ void conn_request_done(struct conn *c, bool close);
  * see wrk_turn_end) or now (no EPOLLOUT round trip unless the socket is
  * full; TLS: SSL_write on the socket, one record per 16 KiB) */
 void conn_flush(struct conn *c);
-/* the loop turn ended: write every output conn_flush deferred */
-void conn_flush_deferred(struct wrk *w);
 /* flush what is queued, then close */
 void conn_close_after_flush(struct conn *c);
 /* close now (deferred free) */

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+
+#include "ingressd/wrk.h"
 #include <sys/socket.h>
 
 #include "ingressd/http1.h"
@@ -38,13 +40,12 @@ struct ups_conn {
     bool dead;
     bool tls;
     bool reading;                      /* read interest on */
-    bool flushq;                       /* in w->ups_flushq (see conn_flush) */
     bool rev_set;                      /* rev assigned (plain, connected) */
     uint32_t rto_ms;                   /* read timeout while reading, 0 = none */
     uint32_t rdsize;                   /* adaptive read size */
     struct event rev;                  /* plain: our own read event (see conn_sock_read) */
     TAILQ_ENTRY(ups_conn) link;        /* pool->idle or w->ups_dead */
-    TAILQ_ENTRY(ups_conn) flushlink;   /* w->ups_flushq */
+    struct wrk_defer defer;            /* output waiting for the loop turn's end */
 };
 
 int ups_init(struct wrk *w);
@@ -64,7 +65,6 @@ void ups_read_enable(struct ups_conn *u, bool on);
 void ups_read_timeout(struct ups_conn *u, uint32_t ms);
 /* writes queued output at the end of this loop turn or now (see conn_flush) */
 void ups_flush(struct ups_conn *u);
-void ups_flush_deferred(struct wrk *w);
 /* closes (deferred free) */
 void ups_close(struct ups_conn *u);
 /* drops idle connections to endpoints that are not in s */

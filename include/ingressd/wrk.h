@@ -64,6 +64,15 @@ struct wrk_counters {
         atomic_load_explicit(&(w)->ctr.f, memory_order_relaxed) + (n), memory_order_relaxed)
 
 TAILQ_HEAD(conn_list, conn);
+
+/* a connection whose output waits for the end of the loop turn (see WRK_DEFER_MAX);
+ * embedded in struct conn and struct ups_conn */
+struct wrk_defer {
+    TAILQ_ENTRY(wrk_defer) link;       /* w->deferq */
+    bool queued;
+    void (*flush)(struct wrk_defer *d);
+};
+TAILQ_HEAD(wrk_defer_list, wrk_defer);
 TAILQ_HEAD(ups_list, ups_conn);
 
 /*
@@ -87,8 +96,7 @@ struct wrk {
     struct conn_list dead;             /* closed, freed by ev_reap */
     struct conn_list runq;             /* pipelined input waiting to be processed */
     struct ups_list ups_dead;          /* upstream conns to free */
-    struct conn_list flushq;           /* output written when the loop turn ends */
-    struct ups_list ups_flushq;
+    struct wrk_defer_list deferq;      /* output written when the loop turn ends */
     struct px_req *req_free;           /* free-list of request objects */
     struct conn *conn_free;            /* free-list of connection objects */
     unsigned nreq_free, nconn_free;
@@ -110,6 +118,12 @@ struct wrk {
  * once: backpressure decisions see what the socket really took.
  */
 #define WRK_DEFER_MAX (64 * 1024)
+
+/* true: d is queued (once) and its flush runs when the turn ends; false: len
+ * is too large to wait, d is off the queue and the caller writes now */
+bool wrk_defer(struct wrk *w, struct wrk_defer *d, size_t len);
+/* takes d off the queue (the connection closes, or writes now) */
+void wrk_undefer(struct wrk *w, struct wrk_defer *d);
 
 /* the calling worker asks for its deferred work to run (ev_reap) */
 void wrk_kick(struct wrk *w);
