@@ -21,6 +21,7 @@
 #include "ingressd/cfg.h"
 #include "ingressd/hc.h"
 #include "ingressd/log.h"
+#include "ingressd/mem.h"
 #include "ingressd/rld.h"
 #include "ingressd/snap.h"
 #include "ingressd/wrk.h"
@@ -77,6 +78,8 @@ int main(int argc, char **argv)
     const char *path = NULL;
     bool test = false;
     int c;
+
+    mem_install(); /* before libevent allocates anything */
 
     while ((c = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
         switch (c) {
