@@ -94,8 +94,20 @@ long h1_head_len(struct evbuffer *b, struct h1_scan *sc, size_t max)
             if (n > len - sc->off)
                 n = len - sc->off;
             uint8_t st = sc->st;
-            for (size_t k = 0; k < n; k++) {
-                unsigned char c = p[k];
+            size_t k = 0;
+            while (k < n) {
+                if (st == 0) {
+                    /* inside a line: jump to its CR with memchr (vectorised) rather
+                     * than a branchy loop per byte; an LF before it is a bare LF */
+                    const unsigned char *cr = memchr(p + k, '\r', n - k);
+                    size_t end = cr ? (size_t)(cr - p) : n;
+                    if (end > k && memchr(p + k, '\n', end - k))
+                        return H1_E400;
+                    k = end;
+                    if (k == n)
+                        break;
+                }
+                unsigned char c = p[k++];
                 /* st: 0 in a line, 1 saw CR, 2 saw CRLF, 3 saw CRLF CR */
                 if (c == '\r') {
                     if (st == 1 || st == 3)
@@ -105,7 +117,7 @@ long h1_head_len(struct evbuffer *b, struct h1_scan *sc, size_t max)
                     if (st == 1) {
                         st = 2;
                     } else if (st == 3) {
-                        size_t hl = sc->off + k + 1;
+                        size_t hl = sc->off + k;
                         sc->st = 0;
                         if (hl > max)
                             return H1_E431;

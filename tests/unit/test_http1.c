@@ -384,3 +384,65 @@ Test(h1, body_len_counts_decoded_bytes_and_resets_per_message)
     cr_assert_eq(h1_body_feed(&msg, "wxyz", 4, &used), 1);
     cr_assert_eq(msg.body_len, 4);
 }
+
+/* the head-end scan as the plain byte-at-a-time state machine it replaced:
+ * the model h1_head_len (memchr over line bodies) must agree with */
+static long model_head_len(const unsigned char *p, size_t n)
+{
+    int st = 0; /* 0 in a line, 1 saw CR, 2 saw CRLF, 3 saw CRLF CR */
+    for (size_t k = 0; k < n; k++) {
+        unsigned char c = p[k];
+        if (c == '\r') {
+            if (st == 1 || st == 3)
+                return H1_E400;
+            st = st == 2 ? 3 : 1;
+        } else if (c == '\n') {
+            if (st == 1)
+                st = 2;
+            else if (st == 3)
+                return (long)(k + 1);
+            else
+                return H1_E400;
+        } else {
+            if (st == 1 || st == 3)
+                return H1_E400;
+            st = 0;
+        }
+    }
+    return 0;
+}
+
+Test(h1, head_scan_agrees_with_the_byte_model_in_any_chunking)
+{
+    static const char alpha[] = "aaaaaaaa: \r\r\r\n\n\n";
+    unsigned seed = 12345;
+    for (int t = 0; t < 20000; t++) {
+        unsigned char buf[160];
+        size_t n = 1 + (size_t)(rand_r(&seed) % sizeof(buf));
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (unsigned char)alpha[rand_r(&seed) % (sizeof(alpha) - 1)];
+        /* a valid head now and then, so the "found" answer is checked too */
+        if (t % 4 == 0 && n > 8)
+            memcpy(buf + n / 2, "\r\nX: y\r\n\r\n", n - n / 2 < 10 ? n - n / 2 : 10);
+        long want = model_head_len(buf, n);
+
+        /* fed in random pieces, each its own evbuffer chain, scanning after each */
+        struct evbuffer *b = evbuffer_new();
+        struct h1_scan sc = { 0 };
+        long got = 0;
+        size_t fed = 0;
+        while (fed < n && got == 0) {
+            size_t piece = 1 + (size_t)(rand_r(&seed) % 24);
+            if (piece > n - fed)
+                piece = n - fed;
+            struct evbuffer *tmp = evbuffer_new();
+            evbuffer_add(tmp, buf + fed, piece);
+            evbuffer_add_buffer(b, tmp); /* keeps chain boundaries */
+            evbuffer_free(tmp);
+            fed += piece;
+            got = h1_head_len(b, &sc, 1 << 20);
+        }
+        evbuffer_free(b);
+        cr_assert_eq(got, want, "case %d: got %ld, want %ld", t, got, want);
+    }
+}
