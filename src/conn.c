@@ -96,7 +96,7 @@
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
-static void conn_timercb(evutil_socket_t fd, short what, void *arg);
+static void conn_timercb(struct wrk_tmo *t);
 
 static void conn_revcb(evutil_socket_t fd, short what, void *arg);
 static void conn_wevcb(evutil_socket_t fd, short what, void *arg);
@@ -118,12 +118,7 @@ static uint32_t idle_ms(const struct conn *c)
 
 void conn_timer(struct conn *c, uint32_t ms)
 {
-    if (!ms) {
-        event_del(&c->timer);
-        return;
-    }
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-    event_add(&c->timer, &tv);
+    wrk_tmo_set(&c->timer, ms);
 }
 
 static void flush_now(struct conn *c, struct evbuffer *out)
@@ -341,7 +336,7 @@ void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
         c->ssl = NULL;
         goto fail;
     }
-    event_assign(&c->timer, w->base, -1, 0, conn_timercb, c);
+    wrk_tmo_init(w, &c->timer, conn_timercb);
     bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
     /* optimistic writes (conn_flush), our own reads (conn_sock_read, tls_on_read) */
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -700,11 +695,9 @@ static void conn_revcb(evutil_socket_t fd, short what, void *arg)
         conn_eventcb(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
 }
 
-static void conn_timercb(evutil_socket_t fd, short what, void *arg)
+static void conn_timercb(struct wrk_tmo *t)
 {
-    struct conn *c = arg;
-    (void)fd;
-    (void)what;
+    struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
     switch (c->state) {
     case CONN_HEAD:
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || c->scan.off > 0)
@@ -773,7 +766,7 @@ void conn_close(struct conn *c)
         px_abort(r);
     }
     wrk_undefer(c->w, &c->defer);
-    event_del(&c->timer);
+    wrk_tmo_del(&c->timer);
     event_del(&c->rev);
     if (c->tls) {
         event_del(&c->wev);

@@ -80,14 +80,21 @@ static void rev_apply(struct ups_conn *u)
     }
     if (!u->rev_set)
         return; /* applied once connected */
-    if (!u->reading) {
-        event_del(&u->rev);
-    } else if (u->rto_ms) {
-        struct timeval tv = { u->rto_ms / 1000, (u->rto_ms % 1000) * 1000 };
-        event_add(&u->rev, &tv);
-    } else {
-        event_add(&u->rev, NULL);
+    if (u->reading != u->rev_on) {
+        u->rev_on = u->reading;
+        if (u->reading)
+            event_add(&u->rev, NULL);
+        else
+            event_del(&u->rev);
     }
+    wrk_tmo_set(&u->tmo, u->reading ? u->rto_ms : 0);
+}
+
+static void ups_tmo_fire(struct wrk_tmo *t)
+{
+    struct ups_conn *u = (struct ups_conn *)((char *)t - offsetof(struct ups_conn, tmo));
+    if (!u->dead && u->reading)
+        ups_eventcb(u->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, u);
 }
 
 void ups_read_enable(struct ups_conn *u, bool on)
@@ -183,6 +190,7 @@ static struct ups_conn *conn_alloc(struct wrk *w)
     if (u) {
         u->w = w;
         u->defer.flush = deferred_flush;
+        wrk_tmo_init(w, &u->tmo, ups_tmo_fire);
     }
     return u;
 }
@@ -289,6 +297,8 @@ void ups_close(struct ups_conn *u)
     u->req = NULL;
     if (u->rev_set)
         event_del(&u->rev);
+    u->rev_on = false;
+    wrk_tmo_del(&u->tmo);
     u->reading = false;
     bufferevent_disable(u->bev, EV_READ | EV_WRITE);
     bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
@@ -395,10 +405,11 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg)
 static void ups_revcb(evutil_socket_t fd, short what, void *arg)
 {
     struct ups_conn *u = arg;
-    if (what & EV_TIMEOUT) {
-        ups_eventcb(u->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, u);
-        return;
-    }
+    (void)what;
+    /* the read timeout counts from the last time the socket said something,
+     * as a libevent read event's own timeout would */
+    if (u->rto_ms)
+        wrk_tmo_set(&u->tmo, u->rto_ms);
     int n = conn_sock_read(u->bev, fd, &u->rdsize);
     if (n > 0)
         ups_readcb(u->bev, u);

@@ -90,6 +90,63 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     ups_reap(w);
 }
 
+uint64_t wrk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void tmo_arm(struct wrk_tmo *t, uint64_t exp, uint64_t now)
+{
+    uint64_t ms = exp > now ? exp - now : 0;
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    event_add(&t->ev, &tv);
+    t->armed = exp;
+}
+
+static void tmo_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wrk_tmo *t = arg;
+    (void)fd;
+    (void)what;
+    t->armed = 0;
+    if (!t->exp)
+        return;
+    uint64_t now = wrk_now_ms();
+    if (now < t->exp) {
+        tmo_arm(t, t->exp, now); /* pushed back since it was armed */
+        return;
+    }
+    t->exp = 0;
+    t->fire(t);
+}
+
+void wrk_tmo_init(struct wrk *w, struct wrk_tmo *t, void (*fire)(struct wrk_tmo *t))
+{
+    event_assign(&t->ev, w->base, -1, 0, tmo_cb, t);
+    t->exp = t->armed = 0;
+    t->fire = fire;
+}
+
+void wrk_tmo_set(struct wrk_tmo *t, uint32_t ms)
+{
+    if (!ms) {
+        t->exp = 0; /* an armed timer finds nothing to do when it fires */
+        return;
+    }
+    uint64_t now = wrk_now_ms();
+    t->exp = now + ms;
+    if (!t->armed || t->armed > t->exp)
+        tmo_arm(t, t->exp, now);
+}
+
+void wrk_tmo_del(struct wrk_tmo *t)
+{
+    t->exp = t->armed = 0;
+    event_del(&t->ev);
+}
+
 bool wrk_defer(struct wrk *w, struct wrk_defer *d, size_t len)
 {
     if (len >= WRK_DEFER_MAX) {

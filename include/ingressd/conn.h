@@ -42,7 +42,7 @@ struct conn {
     struct wrk *w;
     struct bufferevent *bev;           /* owns the fd (BEV_OPT_CLOSE_ON_FREE) */
     SSL *ssl;                          /* TLS listeners: owned by the conn (SSL_free at reap) */
-    struct event timer;                /* header / idle / body timeouts */
+    struct wrk_tmo timer;              /* header / idle / body timeouts */
     struct event rev;                  /* plain sockets: our own read event (no FIONREAD) */
     uint32_t rdsize;                   /* adaptive read size */
     uint32_t rto_ms;                   /* read timeout while reading (tunnels) */

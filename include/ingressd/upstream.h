@@ -44,6 +44,8 @@ struct ups_conn {
     uint32_t rto_ms;                   /* read timeout while reading, 0 = none */
     uint32_t rdsize;                   /* adaptive read size */
     struct event rev;                  /* plain: our own read event (see conn_sock_read) */
+    bool rev_on;                       /* rev added */
+    struct wrk_tmo tmo;                /* plain: read inactivity timeout (rto_ms) */
     TAILQ_ENTRY(ups_conn) link;        /* pool->idle or w->ups_dead */
     struct wrk_defer defer;            /* output waiting for the loop turn's end */
 };

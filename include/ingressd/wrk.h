@@ -31,6 +31,8 @@ uint64_t wrk_pool_inflight(void);
 
 /* ---- worker internals shared by the data-plane modules (conn, proxy, upstream, lsn) ---- */
 
+/* before sys/queue.h: event_struct.h #undefs the TAILQ macros after keyvalq_struct.h */
+#include <event2/event_struct.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -124,6 +126,27 @@ struct wrk {
 bool wrk_defer(struct wrk *w, struct wrk_defer *d, size_t len);
 /* takes d off the queue (the connection closes, or writes now) */
 void wrk_undefer(struct wrk *w, struct wrk_defer *d);
+
+/*
+ * A timeout that is cheap to push back (HAProxy's expiry dates). Connections
+ * move their deadline two or three times per request (header, idle, upstream
+ * read); re-adding a libevent timer each time is a heap removal and insert.
+ * Here the libevent timer stays armed at the earliest deadline it was given:
+ * a later deadline only writes `exp`, and a timer that fires early re-arms
+ * itself for the rest. Worker thread only.
+ */
+struct wrk_tmo {
+    struct event ev;
+    uint64_t exp;                      /* deadline (wrk_now_ms), 0 = none */
+    uint64_t armed;                    /* deadline ev is armed for, 0 = not armed */
+    void (*fire)(struct wrk_tmo *t);   /* the deadline passed */
+};
+uint64_t wrk_now_ms(void);             /* CLOCK_MONOTONIC, milliseconds */
+void wrk_tmo_init(struct wrk *w, struct wrk_tmo *t, void (*fire)(struct wrk_tmo *t));
+/* the deadline is ms from now; 0 = no deadline */
+void wrk_tmo_set(struct wrk_tmo *t, uint32_t ms);
+/* no deadline and the libevent timer removed (before the owner is freed) */
+void wrk_tmo_del(struct wrk_tmo *t);
 
 /* the calling worker asks for its deferred work to run (ev_reap) */
 void wrk_kick(struct wrk *w);
