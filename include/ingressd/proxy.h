@@ -9,6 +9,7 @@
 #ifndef INGRESSD_PROXY_H
 #define INGRESSD_PROXY_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +27,14 @@ struct ups_conn;
 struct evdns_getaddrinfo_request;
 
 #define PX_MAGIC 0x50585251u
+#define PX_EXT_MAX 8                   /* ExternalName: addresses kept per DNS answer */
+
+/* one resolved address (IPv4 or IPv6), without sockaddr_storage's 128 bytes */
+union px_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
 
 enum px_state {
     PX_NEW = 0,
@@ -50,7 +59,10 @@ struct px_req {
     struct lb_req lbr;
     enum lb_result last_res;           /* why the last attempt failed */
     bool fresh_retry;                  /* the dead-pooled-connection retry was used */
-    struct snap_endpoint ext_ep;       /* ExternalName: the resolved address */
+    struct snap_endpoint ext_ep;       /* ExternalName: the address being tried */
+    uint8_t ext_n;                     /* ExternalName: addresses in ext_addr (0: not resolved) */
+    uint8_t ext_first;                 /* where this request starts in them (the rotation) */
+    uint8_t ext_tried;                 /* tried so far, in order from ext_first */
     struct evdns_getaddrinfo_request *dnsreq; /* in flight, or NULL */
     char *raw;                         /* copy of the request head (views point here) */
     uint32_t rawcap;
@@ -83,6 +95,8 @@ struct px_req {
     uint64_t max_body;                 /* route's limit (annotation) or spec.limits, 0 = none */
     uint64_t t_start_us, t_try_us;
     struct px_req *next_free;
+    /* not cleared per request (only [0, ext_n) is read): this request's copy of the answer */
+    union px_addr ext_addr[PX_EXT_MAX];
 };
 
 /* a complete head is at the front of c's input (head_len bytes) */
