@@ -905,7 +905,8 @@ static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
     struct px_req *r = arg;
     r->dnsreq = NULL;
     if (err || !ai) {
-        log_warn("ExternalName %s: %s", r->be->external_name, evutil_gai_strerror(err));
+        log_warn("ExternalName %s: %s", r->be->external_name,
+                 err ? evutil_gai_strerror(err) : "no address");
         if (ai)
             evutil_freeaddrinfo(ai);
         r->last_res = LB_CONNECT_FAIL;

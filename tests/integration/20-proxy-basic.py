@@ -379,7 +379,8 @@ def external_name_uses_every_address_of_the_answer():
              "127.0.0.9 multi.test\n127.0.0.10 multi.test\n127.0.0.11 multi.test\n"
              "127.0.0.12 dead.test\n127.0.0.13 dead.test\n"
              "127.0.0.14 resets.test\n127.0.0.15 resets.test\n127.0.0.14 resets.test\n"
-             "127.0.0.14 once.test\n")
+             "127.0.0.14 once.test\n"
+             "127.0.0.16 fives.test\n127.0.0.17 fives.test\n")
     d = tempfile.mkdtemp(prefix="ingressd-it-hosts-")
     p = None
     try:
@@ -391,11 +392,16 @@ def external_name_uses_every_address_of_the_answer():
         Pod(addr("127.0.0.11"), "m2")
         Pod(addr("127.0.0.15"), "r2")
         closing = PyPod.closing(addr("127.0.0.14"))
+        PyPod.raw_response(addr("127.0.0.16"), b"HTTP/1.1 503 Service Unavailable\r\n"
+                           b"Content-Length: 4\r\n\r\nbusy", name="busy", keep=True)
+        Pod(addr("127.0.0.17"), "f2")
         names = [("multi", "multi.test"), ("dead", "dead.test"), ("resets", "resets.test"),
-                 ("once", "once.test")]
+                 ("once", "once.test"), ("fives", "fives.test")]
         conf = proxy_config(listen=[LISTEN], workers=1)
         for svc, name in names:
-            conf += service(svc, [("http", port, port)], type="ExternalName", external_name=name)
+            ann = {"ingressd/retry-on": "error,http_503"} if svc == "fives" else None
+            conf += service(svc, [("http", port, port)], type="ExternalName", external_name=name,
+                            annotations=ann)
         conf += ingress("web", [(name, "/", "Prefix", svc, port) for svc, name in names])
         real, lib.INGRESSD_BIN = lib.INGRESSD_BIN, wrapper
         try:
@@ -429,6 +435,13 @@ def external_name_uses_every_address_of_the_answer():
         check(st == 502 and closing.accepted - before == 1,
               "a one-address answer is tried once: %s, %d connections" %
               (st, closing.accepted - before))
+        # retry-on http_503 goes to the next address as it goes to the next endpoint
+        got = [http("GET", p.url("/f%d" % i), {"Host": "fives.test"}) for i in range(4)]
+        check(all(st == 200 and h.get("X-Pod") == "f2" for st, h, _ in got),
+              "a configured 503 retry takes the next address: %r" %
+              [(st, h.get("X-Pod")) for st, h, _ in got])
+        rc, p = p.stop(), None
+        check(rc == 0, "ingressd exited with %s" % rc)
     finally:
         if p:
             p.stop()
