@@ -845,10 +845,12 @@ static uint8_t ext_rotate(struct ext_entry *e)
 
 /*
  * Copies up to PX_EXT_MAX distinct IPv4/IPv6 addresses of an answer into
- * out[], in the answer's order (duplicates would make a retry hit the same
- * address twice). Returns how many.
+ * out[], in the answer's order; other families and short addresses are
+ * skipped, and duplicates too (they would make a retry hit the same address
+ * twice). Returns how many. evdns hands a struct evutil_addrinfo, which is
+ * the system's struct addrinfo wherever that exists.
  */
-static unsigned ext_collect(const struct evutil_addrinfo *ai, union px_addr *out)
+unsigned px_ext_collect(const struct addrinfo *ai, union px_addr *out)
 {
     unsigned n = 0;
     for (; ai && n < PX_EXT_MAX; ai = ai->ai_next) {
@@ -913,7 +915,7 @@ static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
         px_error(r, 502, NULL, 0);
         return;
     }
-    unsigned n = ext_collect(ai, r->ext_addr);
+    unsigned n = px_ext_collect(ai, r->ext_addr);
     evutil_freeaddrinfo(ai);
     if (!n) {
         log_warn("ExternalName %s: no IPv4 or IPv6 address", r->be->external_name);

@@ -25,6 +25,7 @@ struct snap_backend;
 struct snap_endpoint;
 struct ups_conn;
 struct evdns_getaddrinfo_request;
+struct addrinfo;
 
 #define PX_MAGIC 0x50585251u
 #define PX_EXT_MAX 8                   /* ExternalName: addresses kept per DNS answer */
@@ -118,5 +119,8 @@ void px_set_draining(struct px_req *r);
 void px_free_all(struct wrk *w);
 /* aborts the request without a response (connection going away) */
 void px_abort(struct px_req *r);
+/* ExternalName: up to PX_EXT_MAX distinct IPv4/IPv6 addresses of a resolver
+ * answer into out[], in the answer's order; returns how many (pure, any thread) */
+unsigned px_ext_collect(const struct addrinfo *ai, union px_addr *out);
 
 #endif
