@@ -37,7 +37,10 @@
  *      was not consumed; a reused pooled connection found dead is retried
  *      once on a fresh one. Never once response bytes went out.
  *   -> ExternalName Services: no endpoints, the name is resolved (evdns,
- *      per-worker base, 10 s answer cache) and connected to directly.
+ *      per-worker base, 10 s answer cache of up to 8 addresses, IPv4 and
+ *      IPv6) and connected to directly; requests rotate over the addresses,
+ *      and a failed attempt is retried (same rules and count as above) on
+ *      the answer's next address, never one already tried.
  *   -> px_finish(): lb_done, counters, snapshot ref released, upstream back
  *      to its pool, downstream back to keep-alive (or closed).
  *
@@ -770,6 +773,15 @@ static void attach(struct px_req *r, bool fresh)
  * A small per-worker cache of ExternalName answers (evdns has none), so a
  * busy ExternalName route does not resolve on every request. Entries live
  * EXT_TTL_MS; the cache is tiny and searched linearly.
+ *
+ * An answer keeps up to PX_EXT_MAX distinct addresses (IPv4 and IPv6, in the
+ * resolver's order), as Envoy's STRICT_DNS clusters and nginx's resolver use
+ * all of them. Each request copies the answer and starts at the entry's
+ * rotating cursor, so requests spread over the addresses; a failed attempt
+ * goes on to the answer's next address (px_connect decides whether it may:
+ * the same retry-on, retry count and budget as endpoints), never back to one
+ * already tried. There is no health state for these addresses: a dead one
+ * costs the requests that start on it one failed attempt each.
  */
 #define EXT_CACHE 16
 #define EXT_TTL_MS 10000
@@ -777,8 +789,9 @@ static void attach(struct px_req *r, bool fresh)
 struct ext_entry {
     char name[128];
     uint16_t port;
-    socklen_t salen;
-    struct sockaddr_storage sa;
+    uint8_t n;                         /* addresses in a[] */
+    uint8_t next;                      /* rotation: where the next request starts */
+    union px_addr a[PX_EXT_MAX];
     uint64_t expires_us;
 };
 
@@ -794,29 +807,94 @@ static struct ext_entry *ext_find(const char *name, uint16_t port, uint64_t now)
     return NULL;
 }
 
-static void ext_store(const char *name, uint16_t port, const struct sockaddr *sa, socklen_t len)
+/* stores an answer (n >= 1); returns its entry, or NULL when the name does not fit */
+static struct ext_entry *ext_store(const char *name, uint16_t port, const union px_addr *a,
+                                   unsigned n)
 {
-    if (strlen(name) >= sizeof(ext_cache[0].name) || len > sizeof(struct sockaddr_storage))
-        return;
+    if (strlen(name) >= sizeof(ext_cache[0].name))
+        return NULL;
     struct ext_entry *victim = &ext_cache[0];
+    bool same = false;
     for (int i = 0; i < EXT_CACHE; i++) {
         if (ext_cache[i].expires_us < victim->expires_us)
             victim = &ext_cache[i];
         if (ext_cache[i].port == port && !strcmp(ext_cache[i].name, name)) {
             victim = &ext_cache[i];
+            same = true;
             break;
         }
     }
+    /* a refreshed answer keeps the rotation going rather than restarting at its first address */
+    uint8_t next = same ? victim->next : 0;
     snprintf(victim->name, sizeof(victim->name), "%s", name);
     victim->port = port;
-    memcpy(&victim->sa, sa, len);
-    victim->salen = len;
+    memcpy(victim->a, a, n * sizeof(a[0]));
+    victim->n = (uint8_t)n;
+    victim->next = (uint8_t)(next % n);
     victim->expires_us = now_us() + (uint64_t)EXT_TTL_MS * 1000;
+    return victim;
+}
+
+/* where the next request on this answer starts; moves the cursor on */
+static uint8_t ext_rotate(struct ext_entry *e)
+{
+    uint8_t first = e->next;
+    e->next = (uint8_t)((first + 1u) % e->n);
+    return first;
+}
+
+/*
+ * Copies up to PX_EXT_MAX distinct IPv4/IPv6 addresses of an answer into
+ * out[], in the answer's order; other families and short addresses are
+ * skipped, and duplicates too (they would make a retry hit the same address
+ * twice). Returns how many. evdns hands a struct evutil_addrinfo, which is
+ * the system's struct addrinfo wherever that exists.
+ */
+unsigned px_ext_collect(const struct addrinfo *ai, union px_addr *out)
+{
+    unsigned n = 0;
+    for (; ai && n < PX_EXT_MAX; ai = ai->ai_next) {
+        if (!ai->ai_addr)
+            continue;
+        size_t len = ai->ai_addr->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
+                     : ai->ai_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : 0;
+        if (!len || ai->ai_addrlen < len)
+            continue;
+        union px_addr a;
+        memset(&a, 0, sizeof(a));
+        memcpy(&a, ai->ai_addr, len);
+        bool dup = false;
+        for (unsigned i = 0; i < n && !dup; i++)
+            dup = !memcmp(&out[i], &a, sizeof(a));
+        if (!dup)
+            out[n++] = a;
+    }
+    return n;
 }
 
 static uint16_t ext_port(const struct snap_backend *be)
 {
     return be->external_port ? be->external_port : 80;
+}
+
+static bool is_ext(const struct px_req *r)
+{
+    return r->be->external_name && r->be->neps == 0;
+}
+
+/* one attempt on the next untried address of the request's answer (caller checked one is left) */
+static void ext_try(struct px_req *r)
+{
+    const union px_addr *a = &r->ext_addr[(r->ext_first + r->ext_tried) % r->ext_n];
+    r->ext_tried++;
+    socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->in6) : sizeof(a->in);
+    memcpy(&r->ext_ep.sa, a, len);
+    r->ext_ep.salen = len;
+    r->ep = &r->ext_ep;
+    r->attempts++;
+    r->t_try_us = now_us();
+    attach(r, false);
 }
 
 static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
@@ -829,42 +907,47 @@ static void ext_resolved(int err, struct evutil_addrinfo *ai, void *arg)
     struct px_req *r = arg;
     r->dnsreq = NULL;
     if (err || !ai) {
-        log_warn("ExternalName %s: %s", r->be->external_name, evutil_gai_strerror(err));
+        log_warn("ExternalName %s: %s", r->be->external_name,
+                 err ? evutil_gai_strerror(err) : "no address");
         if (ai)
             evutil_freeaddrinfo(ai);
         r->last_res = LB_CONNECT_FAIL;
         px_error(r, 502, NULL, 0);
         return;
     }
-    memcpy(&r->ext_ep.sa, ai->ai_addr, ai->ai_addrlen);
-    r->ext_ep.salen = (socklen_t)ai->ai_addrlen;
-    ext_store(r->be->external_name, ext_port(r->be), ai->ai_addr, (socklen_t)ai->ai_addrlen);
+    unsigned n = px_ext_collect(ai, r->ext_addr);
     evutil_freeaddrinfo(ai);
-    r->ep = &r->ext_ep;
-    r->attempts++;
-    r->t_try_us = now_us();
-    attach(r, false);
+    if (!n) {
+        log_warn("ExternalName %s: no IPv4 or IPv6 address", r->be->external_name);
+        r->last_res = LB_CONNECT_FAIL;
+        px_error(r, 502, NULL, 0);
+        return;
+    }
+    r->ext_n = (uint8_t)n;
+    struct ext_entry *e = ext_store(r->be->external_name, ext_port(r->be), r->ext_addr, n);
+    r->ext_first = e ? ext_rotate(e) : 0;
+    ext_try(r);
 }
 
+/* first attempt: the cached answer, else resolve; a retry: the answer's next address */
 static void ext_connect(struct px_req *r)
 {
     const struct snap_backend *be = r->be;
     struct wrk *w = r->w;
     if (r->attempts > 0) {
-        final_failure(r); /* one address, one try */
+        ext_try(r); /* px_connect checked that one is left */
         return;
     }
     memset(&r->ext_ep, 0, sizeof(r->ext_ep));
     r->ext_ep.addr = be->external_name;
     r->ext_ep.ready = true;
+    r->ext_n = r->ext_first = r->ext_tried = 0;
     struct ext_entry *e = ext_find(be->external_name, ext_port(be), now_us());
     if (e) {
-        memcpy(&r->ext_ep.sa, &e->sa, e->salen);
-        r->ext_ep.salen = e->salen;
-        r->ep = &r->ext_ep;
-        r->attempts++;
-        r->t_try_us = now_us();
-        attach(r, false);
+        memcpy(r->ext_addr, e->a, e->n * sizeof(e->a[0]));
+        r->ext_n = e->n;
+        r->ext_first = ext_rotate(e);
+        ext_try(r);
         return;
     }
     if (!w->dns)
@@ -890,14 +973,20 @@ static void ext_connect(struct px_req *r)
         r->dnsreq = q;
 }
 
+/* is there a target this request has not tried yet (an endpoint, or an address of the answer) */
+static bool untried_left(const struct px_req *r)
+{
+    if (is_ext(r))
+        return r->ext_tried < r->ext_n;
+    return r->lbr.ntried < r->be->nready;
+}
+
 static void px_connect(struct px_req *r)
 {
-    if (r->be->external_name && r->be->neps == 0) {
-        ext_connect(r);
-        return;
-    }
-    if (r->attempts > retries_allowed(r) || r->lbr.ntried >= LB_MAX_TRIED) {
-        final_failure(r);
+    bool ext = is_ext(r);
+    if (r->attempts > retries_allowed(r) ||
+        (ext ? r->attempts > 0 && r->ext_tried >= r->ext_n : r->lbr.ntried >= LB_MAX_TRIED)) {
+        final_failure(r); /* for ExternalName: every address of the answer failed */
         return;
     }
     if (r->attempts > 0) {
@@ -917,6 +1006,10 @@ static void px_connect(struct px_req *r)
             r->retry_begun = true;
         }
         WRK_INC(r->w, retries);
+    }
+    if (ext) {
+        ext_connect(r);
+        return;
     }
     const struct snap_endpoint *ep = lb_pick(r->be, &r->lbr, r->snap->cfg.panic_threshold_pct);
     if (!ep) {
@@ -1216,7 +1309,7 @@ static void read_resp_head(struct px_req *r)
         /* 5xx from the pod: another endpoint, when configured and safe */
         uint32_t bit = st == 502 ? RETRY_ON_502 : st == 503 ? RETRY_ON_503 : st == 504 ? RETRY_ON_504 : 0;
         if (bit && (r->be->retry_on & bit) && r->idempotent && !r->body_started &&
-            r->attempts <= retries_allowed(r) && r->lbr.ntried < r->be->nready) {
+            r->attempts <= retries_allowed(r) && untried_left(r)) {
             ups_close(u);
             r->us = NULL;
             report(r, LB_HTTP_5XX);

@@ -9,6 +9,7 @@
 #ifndef INGRESSD_PROXY_H
 #define INGRESSD_PROXY_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,8 +25,17 @@ struct snap_backend;
 struct snap_endpoint;
 struct ups_conn;
 struct evdns_getaddrinfo_request;
+struct addrinfo;
 
 #define PX_MAGIC 0x50585251u
+#define PX_EXT_MAX 8                   /* ExternalName: addresses kept per DNS answer */
+
+/* one resolved address (IPv4 or IPv6), without sockaddr_storage's 128 bytes */
+union px_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
 
 enum px_state {
     PX_NEW = 0,
@@ -50,7 +60,10 @@ struct px_req {
     struct lb_req lbr;
     enum lb_result last_res;           /* why the last attempt failed */
     bool fresh_retry;                  /* the dead-pooled-connection retry was used */
-    struct snap_endpoint ext_ep;       /* ExternalName: the resolved address */
+    struct snap_endpoint ext_ep;       /* ExternalName: the address being tried */
+    uint8_t ext_n;                     /* ExternalName: addresses in ext_addr (0: not resolved) */
+    uint8_t ext_first;                 /* where this request starts in them (the rotation) */
+    uint8_t ext_tried;                 /* tried so far, in order from ext_first */
     struct evdns_getaddrinfo_request *dnsreq; /* in flight, or NULL */
     char *raw;                         /* copy of the request head (views point here) */
     uint32_t rawcap;
@@ -83,6 +96,8 @@ struct px_req {
     uint64_t max_body;                 /* route's limit (annotation) or spec.limits, 0 = none */
     uint64_t t_start_us, t_try_us;
     struct px_req *next_free;
+    /* not cleared per request (only [0, ext_n) is read): this request's copy of the answer */
+    union px_addr ext_addr[PX_EXT_MAX];
 };
 
 /* a complete head is at the front of c's input (head_len bytes) */
@@ -104,5 +119,8 @@ void px_set_draining(struct px_req *r);
 void px_free_all(struct wrk *w);
 /* aborts the request without a response (connection going away) */
 void px_abort(struct px_req *r);
+/* ExternalName: up to PX_EXT_MAX distinct IPv4/IPv6 addresses of a resolver
+ * answer into out[], in the answer's order; returns how many (pure, any thread) */
+unsigned px_ext_collect(const struct addrinfo *ai, union px_addr *out);
 
 #endif

@@ -5,12 +5,17 @@ HTTP/1.0, HEAD/204/304, 100-continue, WebSocket tunnel, header rewriting, and ea
 status code the proxy itself produces. Ports 22000-22099."""
 import hashlib
 import os
+import shlex
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import *  # noqa: E402,F403
+import lib  # noqa: E402
 
 BASE = 22000
 LISTEN = "127.0.0.1:%d" % BASE
@@ -334,6 +339,113 @@ def external_name_services():
               (st, h["X-Pod"]))
     st, h, _ = http("GET", p.url("/"), {"Host": "i.test"})
     check(st == 200 and h["X-Pod"] == "ext-ip", "ExternalName 127.0.0.6: %s %s" % (st, h["X-Pod"]))
+
+
+def hosts_wrapper(d, hosts_text):
+    """A wrapper for ingressd (in directory D) that runs it in a private mount namespace
+    where HOSTS_TEXT is /etc/hosts, so one name can have several loopback addresses
+    without DNS and without touching the machine's /etc/hosts. evdns reads /etc/hosts.
+    Returns its path, or None where mount namespaces are not allowed (neither root nor
+    unprivileged user namespaces). The wrapper execs, so the pid stays ingressd's."""
+    hosts = os.path.join(d, "hosts")
+    with open(hosts, "w") as f:
+        f.write(hosts_text)
+    inner = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    for flags in (["-m"], ["-Urm"]):
+        try:
+            r = subprocess.run(["unshare"] + flags + ["--", "sh", "-c", inner, hosts,
+                                                      "cat", "/etc/hosts"],
+                               capture_output=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if r.returncode == 0 and r.stdout.decode() == hosts_text:
+            w = os.path.join(d, "ingressd-hosts.sh")
+            with open(w, "w") as f:
+                f.write("#!/bin/sh\nexec unshare %s -- sh -c %s %s %s \"$@\"\n" % (
+                    " ".join(flags), shlex.quote(inner), shlex.quote(hosts),
+                    shlex.quote(lib.INGRESSD_BIN)))
+            os.chmod(w, 0o755)
+            return w
+    return None
+
+
+@test
+def external_name_uses_every_address_of_the_answer():
+    port = BASE + 8
+    addr = lambda ip: "%s:%d" % (ip, port)  # noqa: E731
+    # multi: the first address refuses (nothing listens), the other two serve;
+    # dead: nothing anywhere; resets: the first reads and closes, the second serves
+    hosts = ("127.0.0.1 localhost\n"
+             "127.0.0.9 multi.test\n127.0.0.10 multi.test\n127.0.0.11 multi.test\n"
+             "127.0.0.12 dead.test\n127.0.0.13 dead.test\n"
+             "127.0.0.14 resets.test\n127.0.0.15 resets.test\n127.0.0.14 resets.test\n"
+             "127.0.0.14 once.test\n"
+             "127.0.0.16 fives.test\n127.0.0.17 fives.test\n")
+    d = tempfile.mkdtemp(prefix="ingressd-it-hosts-")
+    p = None
+    try:
+        wrapper = hosts_wrapper(d, hosts)
+        if not wrapper:
+            print("  (skipped: no mount namespace for a test /etc/hosts here)")
+            return
+        Pod(addr("127.0.0.10"), "m1")
+        Pod(addr("127.0.0.11"), "m2")
+        Pod(addr("127.0.0.15"), "r2")
+        closing = PyPod.closing(addr("127.0.0.14"))
+        PyPod.raw_response(addr("127.0.0.16"), b"HTTP/1.1 503 Service Unavailable\r\n"
+                           b"Content-Length: 4\r\n\r\nbusy", name="busy", keep=True)
+        Pod(addr("127.0.0.17"), "f2")
+        names = [("multi", "multi.test"), ("dead", "dead.test"), ("resets", "resets.test"),
+                 ("once", "once.test"), ("fives", "fives.test")]
+        conf = proxy_config(listen=[LISTEN], workers=1)
+        for svc, name in names:
+            ann = {"ingressd/retry-on": "error,http_503"} if svc == "fives" else None
+            conf += service(svc, [("http", port, port)], type="ExternalName", external_name=name,
+                            annotations=ann)
+        conf += ingress("web", [(name, "/", "Prefix", svc, port) for svc, name in names])
+        real, lib.INGRESSD_BIN = lib.INGRESSD_BIN, wrapper
+        try:
+            p = Proxy(conf)
+        finally:
+            lib.INGRESSD_BIN = real
+        # every request lands whichever address it starts on; the cache's cursor spreads them
+        seen = []
+        for i in range(12):
+            st, h, _ = http("GET", p.url("/m%d" % i), {"Host": "multi.test"})
+            seen.append((st, h.get("X-Pod")))
+        check(all(st == 200 for st, _ in seen),
+              "a refused address is retried on the answer's next one: %r" % seen)
+        pods = {pod for _, pod in seen}
+        check(pods == {"m1", "m2"}, "requests spread over the addresses: %r" % seen)
+        # every address refuses: 502, as with one
+        for i in range(3):
+            st, _, _ = http("GET", p.url("/d%d" % i), {"Host": "dead.test"})
+            check(st == 502, "all addresses refused: %s" % st)
+        # a reset before any response byte (GET): the next address, never the same one
+        # again (the answer lists 127.0.0.14 twice, the retry count would allow it)
+        got = []
+        for i in range(4):
+            before = closing.accepted
+            st, h, _ = http("GET", p.url("/r%d" % i), {"Host": "resets.test"})
+            got.append((st, h.get("X-Pod"), closing.accepted - before))
+        check(all(st == 200 and pod == "r2" and n <= 1 for st, pod, n in got),
+              "a reset is retried on another address, each address at most once: %r" % got)
+        before = closing.accepted
+        st, _, _ = http("GET", p.url("/o"), {"Host": "once.test"})
+        check(st == 502 and closing.accepted - before == 1,
+              "a one-address answer is tried once: %s, %d connections" %
+              (st, closing.accepted - before))
+        # retry-on http_503 goes to the next address as it goes to the next endpoint
+        got = [http("GET", p.url("/f%d" % i), {"Host": "fives.test"}) for i in range(4)]
+        check(all(st == 200 and h.get("X-Pod") == "f2" for st, h, _ in got),
+              "a configured 503 retry takes the next address: %r" %
+              [(st, h.get("X-Pod")) for st, h, _ in got])
+        rc, p = p.stop(), None
+        check(rc == 0, "ingressd exited with %s" % rc)
+    finally:
+        if p:
+            p.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @test
