@@ -9,6 +9,11 @@
  * and the next allocation of that class pops it (Redis/jemalloc's tcache, in
  * thirty lines): no lock, no sharing, as the worker model wants.
  *
+ * Only exact powers of two from 512 bytes to 128 KiB are cached: those are
+ * the sizes evbuffer gives its chains. Everything else (bufferevents, events,
+ * evbuffer heads) is passed to malloc as it is, so objects that live as long
+ * as a connection are not rounded up (that cost ~1.2 KB per idle connection).
+ *
  * A block is a 16-byte header (its class) and then 2^class bytes. Freeing
  * on another thread is fine: the block joins that thread's lists. Each
  * list keeps at most MEM_CLASS_BYTES, the rest goes back to malloc; a
@@ -23,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEM_MIN_SHIFT   6                  /* 64 bytes */
+#define MEM_MIN_SHIFT   9                  /* 512 bytes: evbuffer's smallest chain */
 #define MEM_MAX_SHIFT   17                 /* 128 KiB: a 64 KiB read's chain */
 #define MEM_NCLASS      (MEM_MAX_SHIFT - MEM_MIN_SHIFT + 1)
 #define MEM_CLASS_BYTES (256 * 1024)       /* cached per class and thread */
@@ -71,12 +76,9 @@ static void key_init(void)
 
 static unsigned class_of(size_t n)
 {
-    if (n <= ((size_t)1 << MEM_MIN_SHIFT))
-        return 0;
-    if (n > ((size_t)1 << MEM_MAX_SHIFT))
+    if (n < ((size_t)1 << MEM_MIN_SHIFT) || n > ((size_t)1 << MEM_MAX_SHIFT) || (n & (n - 1)))
         return MEM_LARGE;
-    unsigned shift = 64u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
-    return shift - MEM_MIN_SHIFT;
+    return (unsigned)__builtin_ctzll((unsigned long long)n) - MEM_MIN_SHIFT;
 }
 
 static inline size_t class_size(unsigned cls)
@@ -130,7 +132,15 @@ void *mem_realloc(void *p, size_t n)
     if (!p)
         return mem_malloc(n);
     struct mem_hdr *h = (struct mem_hdr *)p - 1;
-    if (h->cls != MEM_LARGE && n <= class_size(h->cls) && class_of(n) == h->cls) {
+    unsigned cls = class_of(n);
+    if (cls == MEM_LARGE && h->cls == MEM_LARGE) {
+        struct mem_hdr *nh = realloc(h, sizeof(*nh) + n);
+        if (!nh)
+            return NULL;
+        nh->size = n;
+        return nh + 1;
+    }
+    if (cls != MEM_LARGE && cls == h->cls) {
         h->size = n;
         return p;
     }

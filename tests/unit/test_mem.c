@@ -8,13 +8,13 @@
 
 Test(mem, freed_block_is_reused_for_its_class)
 {
-    void *a = mem_malloc(3000);
+    void *a = mem_malloc(4096);
     cr_assert_not_null(a);
-    memset(a, 0xab, 3000);
+    memset(a, 0xab, 4096);
     mem_free(a);
-    void *b = mem_malloc(4096); /* same class (4 KiB) */
+    void *b = mem_malloc(4096); /* the same class: the same block */
     cr_assert_eq(a, b);
-    void *c = mem_malloc(4097); /* the next class: a new block */
+    void *c = mem_malloc(8192); /* the next class: a new block */
     cr_assert_neq(b, c);
     mem_free(b);
     mem_free(c);
@@ -38,7 +38,9 @@ Test(mem, realloc_keeps_the_bytes)
 {
     char *p = mem_realloc(NULL, 10);
     memcpy(p, "0123456789", 10);
-    p = mem_realloc(p, 50);         /* same class: same block */
+    p = mem_realloc(p, 50);         /* no chain size: plain realloc */
+    cr_assert_eq(memcmp(p, "0123456789", 10), 0);
+    p = mem_realloc(p, 1024);       /* a chain size */
     cr_assert_eq(memcmp(p, "0123456789", 10), 0);
     p = mem_realloc(p, 300000);     /* large */
     cr_assert_eq(memcmp(p, "0123456789", 10), 0);
@@ -54,12 +56,12 @@ Test(mem, cache_is_bounded)
     enum { N = 1000 };
     static void *p[N], *q[N];
     for (int i = 0; i < N; i++)
-        p[i] = mem_malloc(8000);
+        p[i] = mem_malloc(8192);
     for (int i = 0; i < N; i++)
         mem_free(p[i]);
     int from_cache = 0;
     for (int i = 0; i < N; i++) {
-        q[i] = mem_malloc(8000);
+        q[i] = mem_malloc(8192);
         for (int j = 0; j < 32; j++) /* the cache keeps the first 32 freed */
             if (q[i] == p[j])
                 from_cache++;
