@@ -186,15 +186,7 @@ def http10_and_connection_close():
     check(b"chunked" not in head.lower() and body == filler(10) * 3,
           "dechunked for 1.0: %r" % data)
     # Connection: close on 1.1
-    s = socket.create_connection(split_addr(LISTEN), timeout=3)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-    got = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        got += d
-    s.close()
+    got = raw(LISTEN, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", timeout=3)
     check(b"Connection: close" in got and got.endswith(b"hello, world\n"), "close honoured")
 
 

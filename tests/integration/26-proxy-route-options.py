@@ -6,7 +6,6 @@ from the regex path's groups, the query kept by nginx's rules), ssl-redirect / f
 spec.limits.maxBodySize (decoded chunked bytes counted), retries and retry-on per
 backend (0 / off really mean no retry). Ports 22600-22699."""
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -93,19 +92,10 @@ def rewrite_target_regex_captures():
     # a route without rewrite-target on the same host is untouched
     expect_target(p, "rw.test", "/other/x?k=v", "/other/x?k=v")
     # keep-alive: a rewritten request, then a plain one, on one connection
-    c = socket.create_connection(split_addr(PLAIN), timeout=5)
-    try:
-        c.sendall(b"GET /something/one HTTP/1.1\r\nHost: rw.test\r\n\r\n"
-                  b"GET /other/two HTTP/1.1\r\nHost: rw.test\r\n\r\n"
-                  b"GET /something/three?z HTTP/1.1\r\nHost: rw.test\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            data += d
-    finally:
-        c.close()
+    data = raw(PLAIN, b"GET /something/one HTTP/1.1\r\nHost: rw.test\r\n\r\n"
+                      b"GET /other/two HTTP/1.1\r\nHost: rw.test\r\n\r\n"
+                      b"GET /something/three?z HTTP/1.1\r\nHost: rw.test\r\nConnection: close\r\n\r\n",
+               timeout=5)
     rs = parse_responses(data)
     bodies = [r[2] for r in rs]
     check(bodies == [b"web /one\n", b"web /other/two\n", b"web /three?z\n"],
