@@ -2,7 +2,7 @@
 CC       ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
-PKGS     := libevent libevent_openssl libevent_pthreads openssl libpcre2-8 yaml-0.1
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libpcre2-8 yaml-0.1 liburing
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

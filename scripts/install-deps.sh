@@ -2,11 +2,11 @@
 # Installs every build, test and bench dependency of ingressd from Debian's packages.
 # Idempotent. With --if-missing it does nothing when everything is already present.
 set -e
-PKGS="build-essential pkg-config libevent-dev node-llhttp libssl-dev libpcre2-dev libyaml-dev \
+PKGS="build-essential pkg-config libevent-dev node-llhttp libssl-dev libpcre2-dev libyaml-dev liburing-dev \
 libcriterion-dev curl wrk nginx-light haproxy openssl python3 procps"
 
 missing() {
-    for p in libevent libevent_openssl libevent_pthreads openssl libpcre2-8 yaml-0.1 criterion; do
+    for p in libevent libevent_openssl libevent_pthreads openssl libpcre2-8 yaml-0.1 liburing criterion; do
         pkg-config --exists "$p" 2>/dev/null || return 0
     done
     [ -f /usr/share/llhttp/llhttp.c ] || return 0

@@ -99,6 +99,7 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
 static void conn_timercb(struct wrk_tmo *t);
 
 static void conn_revcb(evutil_socket_t fd, short what, void *arg);
+static void conn_rd_done(struct wrk_rd *r);
 static void conn_wevcb(evutil_socket_t fd, short what, void *arg);
 static void tls_flush(struct conn *c);
 static void wev_set(struct conn *c, bool on);
@@ -143,6 +144,8 @@ void conn_flush(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t len = evbuffer_get_length(out);
+    c->defer.fd = c->tls ? -1 : bufferevent_getfd(c->bev);
+    c->defer.out = out;
     if (len == 0 || wrk_defer(c->w, &c->defer, len))
         return;
     flush_now(c, out);
@@ -184,43 +187,45 @@ ssize_t conn_sock_write(struct evbuffer *out, int fd)
         struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)nv };
         n = sendmsg(fd, &m, MSG_NOSIGNAL);
     }
-    if (n > 0) {
-        /* a socket bufferevent freezes its output's start outside its own callbacks */
-        evbuffer_unfreeze(out, 1);
-        evbuffer_drain(out, (size_t)n);
-        evbuffer_freeze(out, 1);
-    }
+    if (n > 0)
+        conn_sock_drained(out, (size_t)n);
     return n;
+}
+
+void conn_sock_drained(struct evbuffer *out, size_t n)
+{
+    /* a socket bufferevent freezes its output's start outside its own callbacks */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_drain(out, n);
+    evbuffer_freeze(out, 1);
 }
 
 /* ---- reading ---- */
 
-int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize)
+/* libevent's evbuffer_iovec is struct iovec where sys/uio.h exists (a #define) */
+int conn_sock_read_begin(struct bufferevent *bev, uint32_t rdsize, struct iovec *v)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec v[2];
-    struct iovec iov[2];
-    uint32_t want = *rdsize ? *rdsize : 4096;
-
     /* a socket bufferevent freezes its input's end outside its own callbacks */
     evbuffer_unfreeze(in, 0);
-    int nv = evbuffer_reserve_space(in, want, v, 2);
+    int nv = evbuffer_reserve_space(in, rdsize ? rdsize : 4096, v, 2);
     if (nv <= 0) {
         evbuffer_freeze(in, 0);
         return -1;
     }
-    for (int i = 0; i < nv; i++) {
-        iov[i].iov_base = v[i].iov_base;
-        iov[i].iov_len = v[i].iov_len;
-    }
-    size_t room = 0;
-    for (int i = 0; i < nv; i++)
-        room += v[i].iov_len;
-    /* recv() when one buffer will do: see conn_sock_write */
-    ssize_t n = nv == 1 ? recv(fd, iov[0].iov_base, iov[0].iov_len, 0) : readv(fd, iov, nv);
+    return nv;
+}
+
+int conn_sock_read_end(struct bufferevent *bev, uint32_t *rdsize, struct iovec *v, int nv,
+                       ssize_t n, int err)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    uint32_t want = *rdsize ? *rdsize : 4096;
     if (n > 0) {
-        size_t left = (size_t)n;
+        size_t room = 0, left = (size_t)n;
         int used = 0;
+        for (int i = 0; i < nv; i++)
+            room += v[i].iov_len;
         for (int i = 0; i < nv && left; i++) {
             if (v[i].iov_len > left)
                 v[i].iov_len = left;
@@ -238,7 +243,19 @@ int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize)
         return (int)n;
     if (n == 0)
         return 0;
-    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -2 : -1;
+    return (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) ? -2 : -1;
+}
+
+int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize)
+{
+    struct evbuffer_iovec v[2];
+    int nv = conn_sock_read_begin(bev, *rdsize, v);
+    if (nv < 0)
+        return -1;
+    /* recv() when one buffer will do: see conn_sock_write */
+    ssize_t n = nv == 1 ? recv(fd, v[0].iov_base, v[0].iov_len, 0)
+                        : recvmsg(fd, &(struct msghdr){ .msg_iov = v, .msg_iovlen = (size_t)nv }, 0);
+    return conn_sock_read_end(bev, rdsize, v, nv, n, n < 0 ? errno : 0);
 }
 
 static void rev_arm(struct conn *c)
@@ -263,6 +280,7 @@ void conn_read_enable(struct conn *c, bool on)
             event_active(&c->rev, EV_READ, 1);
     } else {
         event_del(&c->rev);
+        wrk_unread(c->w, &c->rd);
     }
 }
 
@@ -344,6 +362,7 @@ void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
     if (c->tls)
         event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_wevcb, c);
     c->rdsize = 4096;
+    c->rd = (struct wrk_rd){ .fd = fd, .bev = c->bev, .rdsize = &c->rdsize, .done = conn_rd_done };
     conn_read_enable(c, true);
     c->state = CONN_HEAD;
     conn_timer(c, header_ms(c));
@@ -686,12 +705,23 @@ static void conn_revcb(evutil_socket_t fd, short what, void *arg)
         tls_on_read(c);
         return;
     }
-    int n = conn_sock_read(c->bev, fd, &c->rdsize);
-    if (n > 0)
+    if (wrk_read(c->w, &c->rd))
+        return;
+    c->rd.res = conn_sock_read(c->bev, fd, &c->rdsize);
+    conn_rd_done(&c->rd);
+}
+
+/* a plain read is in (now, or with the worker's batch) */
+static void conn_rd_done(struct wrk_rd *r)
+{
+    struct conn *c = (struct conn *)((char *)r - offsetof(struct conn, rd));
+    if (c->state == CONN_DEAD)
+        return;
+    if (r->res > 0)
         conn_readcb(c->bev, c);
-    else if (n == 0)
+    else if (r->res == 0)
         conn_eventcb(c->bev, BEV_EVENT_EOF | BEV_EVENT_READING, c);
-    else if (n == -1)
+    else if (r->res == -1)
         conn_eventcb(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, c);
 }
 
@@ -766,6 +796,7 @@ void conn_close(struct conn *c)
         px_abort(r);
     }
     wrk_undefer(c->w, &c->defer);
+    wrk_unread(c->w, &c->rd);
     wrk_tmo_del(&c->timer);
     event_del(&c->rev);
     if (c->tls) {

@@ -64,6 +64,7 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg);
 
 static void ups_revcb(evutil_socket_t fd, short what, void *arg);
 static void deferred_flush(struct wrk_defer *d);
+static void ups_rd_done(struct wrk_rd *r);
 
 /* ---- reading: plain sockets through our own event, TLS through the bufferevent ---- */
 
@@ -82,10 +83,12 @@ static void rev_apply(struct ups_conn *u)
         return; /* applied once connected */
     if (u->reading != u->rev_on) {
         u->rev_on = u->reading;
-        if (u->reading)
+        if (u->reading) {
             event_add(&u->rev, NULL);
-        else
+        } else {
             event_del(&u->rev);
+            wrk_unread(u->w, &u->rd);
+        }
     }
     wrk_tmo_set(&u->tmo, u->reading ? u->rto_ms : 0);
 }
@@ -293,6 +296,7 @@ void ups_close(struct ups_conn *u)
         return;
     unlink_pool(u);
     wrk_undefer(u->w, &u->defer);
+    wrk_unread(u->w, &u->rd);
     u->dead = true;
     u->req = NULL;
     if (u->rev_set)
@@ -344,6 +348,8 @@ void ups_flush(struct ups_conn *u)
 {
     struct evbuffer *out = bufferevent_get_output(u->bev);
     size_t len = evbuffer_get_length(out);
+    u->defer.fd = bufferevent_getfd(u->bev);
+    u->defer.out = out;
     if (u->tls || !u->connected || len == 0 || wrk_defer(u->w, &u->defer, len))
         return;
     flush_now(u, out);
@@ -391,6 +397,8 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg)
             bufferevent_disable(bev, EV_READ | EV_WRITE);
             event_assign(&u->rev, u->w->base, bufferevent_getfd(bev), EV_READ | EV_PERSIST,
                          ups_revcb, u);
+            u->rd = (struct wrk_rd){ .fd = bufferevent_getfd(bev), .bev = bev, .rdsize = &u->rdsize,
+                                     .done = ups_rd_done };
             u->rev_set = true;
             rev_apply(u);
             ups_flush(u);
@@ -410,12 +418,23 @@ static void ups_revcb(evutil_socket_t fd, short what, void *arg)
      * as a libevent read event's own timeout would */
     if (u->rto_ms)
         wrk_tmo_set(&u->tmo, u->rto_ms);
-    int n = conn_sock_read(u->bev, fd, &u->rdsize);
-    if (n > 0)
+    if (wrk_read(u->w, &u->rd))
+        return;
+    u->rd.res = conn_sock_read(u->bev, fd, &u->rdsize);
+    ups_rd_done(&u->rd);
+}
+
+/* a plain read is in (now, or with the worker's batch) */
+static void ups_rd_done(struct wrk_rd *r)
+{
+    struct ups_conn *u = (struct ups_conn *)((char *)r - offsetof(struct ups_conn, rd));
+    if (u->dead)
+        return;
+    if (r->res > 0)
         ups_readcb(u->bev, u);
-    else if (n == 0)
+    else if (r->res == 0)
         ups_eventcb(u->bev, BEV_EVENT_EOF | BEV_EVENT_READING, u);
-    else if (n == -1)
+    else if (r->res == -1)
         ups_eventcb(u->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, u);
 }
 

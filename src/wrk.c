@@ -44,6 +44,7 @@
 #include "ingressd/lsn.h"
 #include "ingressd/proxy.h"
 #include "ingressd/snap.h"
+#include "ingressd/uio.h"
 #include "ingressd/upstream.h"
 
 static struct wrk **pool;
@@ -168,6 +169,25 @@ void wrk_undefer(struct wrk *w, struct wrk_defer *d)
     }
 }
 
+bool wrk_read(struct wrk *w, struct wrk_rd *r)
+{
+    if (!uio_on(w))
+        return false;
+    if (!r->queued) {
+        r->queued = true;
+        TAILQ_INSERT_TAIL(&w->readq, r, link);
+    }
+    return true;
+}
+
+void wrk_unread(struct wrk *w, struct wrk_rd *r)
+{
+    if (r->queued) {
+        TAILQ_REMOVE(&w->readq, r, link);
+        r->queued = false;
+    }
+}
+
 void wrk_kick(struct wrk *w)
 {
     event_active(w->ev_reap, EV_TIMEOUT, 0);
@@ -179,10 +199,15 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "ingressd-w%u", w->id);
     pthread_setname_np(pthread_self(), name);
+    uio_new(w); /* here: the ring belongs to the thread that creates it */
     /* one loop turn at a time: the deferred writes leave when it ends */
     while (!event_base_got_break(w->base)) {
         if (event_base_loop(w->base, EVLOOP_ONCE) != 0)
             break;
+        if (!TAILQ_EMPTY(&w->readq))
+            uio_recv(w);
+        if (!TAILQ_EMPTY(&w->deferq))
+            uio_send(w);
         struct wrk_defer *d;
         while ((d = TAILQ_FIRST(&w->deferq))) {
             wrk_undefer(w, d);
@@ -199,6 +224,7 @@ static void *worker_main(void *arg)
     ups_fini(w);
     ups_reap(w);
     px_free_all(w);
+    uio_free(w);
     return NULL;
 }
 
@@ -242,6 +268,7 @@ static struct wrk *worker_new(unsigned id, struct snap *s)
     TAILQ_INIT(&w->runq);
     TAILQ_INIT(&w->ups_dead);
     TAILQ_INIT(&w->deferq);
+    TAILQ_INIT(&w->readq);
     struct event_config *ec = event_config_new();
     if (!ec)
         goto fail;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ingressd/http1.h"
 #include "ingressd/wrk.h"
@@ -67,6 +68,7 @@ struct conn {
     TAILQ_ENTRY(conn) link;            /* w->conns, then w->dead */
     TAILQ_ENTRY(conn) runlink;         /* w->runq */
     struct wrk_defer defer;            /* output waiting for the loop turn's end */
+    struct wrk_rd rd;                  /* plain: a read waiting for the dispatch's end */
     struct conn *next_free;
 };
 
@@ -78,10 +80,18 @@ struct conn {
  * error, -2 when nothing was there. *rdsize adapts to the traffic.
  */
 int conn_sock_read(struct bufferevent *bev, int fd, uint32_t *rdsize);
+/* conn_sock_read in two halves, for reads received elsewhere (wrk.c's batch):
+ * _begin reserves room in the input (number of buffers, or -1), _end commits
+ * n bytes (n < 0: err is the errno) and returns what conn_sock_read would */
+int conn_sock_read_begin(struct bufferevent *bev, uint32_t rdsize, struct iovec *v);
+int conn_sock_read_end(struct bufferevent *bev, uint32_t *rdsize, struct iovec *v, int nv,
+                       ssize_t n, int err);
 /* writes what out holds (up to CONN_WRITE_IOV pieces) to fd and drains what
  * the socket took: bytes written, or -1 (errno) */
 #define CONN_WRITE_IOV 64
 ssize_t conn_sock_write(struct evbuffer *out, int fd);
+/* n bytes of out left through the socket (written elsewhere: uio's batch) */
+void conn_sock_drained(struct evbuffer *out, size_t n);
 /* read interest on/off (our read event, plain and TLS) */
 void conn_read_enable(struct conn *c, bool on);
 /* read timeout while reading is on; 0 = none */

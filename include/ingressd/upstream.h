@@ -48,6 +48,7 @@ struct ups_conn {
     struct wrk_tmo tmo;                /* plain: read inactivity timeout (rto_ms) */
     TAILQ_ENTRY(ups_conn) link;        /* pool->idle or w->ups_dead */
     struct wrk_defer defer;            /* output waiting for the loop turn's end */
+    struct wrk_rd rd;                  /* plain: a read waiting for the dispatch's end */
 };
 
 int ups_init(struct wrk *w);

@@ -72,9 +72,24 @@ TAILQ_HEAD(conn_list, conn);
 struct wrk_defer {
     TAILQ_ENTRY(wrk_defer) link;       /* w->deferq */
     bool queued;
-    void (*flush)(struct wrk_defer *d);
+    int fd;                            /* plain socket the loop may send `out` on, or -1 */
+    struct evbuffer *out;
+    void (*flush)(struct wrk_defer *d);  /* runs after the batched send, or writes itself */
 };
 TAILQ_HEAD(wrk_defer_list, wrk_defer);
+
+/* a plain socket that epoll said is readable: its recv waits for the end of
+ * the dispatch, to go into the kernel in one batch with the others (wrk_read) */
+struct wrk_rd {
+    TAILQ_ENTRY(wrk_rd) link;          /* w->readq */
+    bool queued;
+    int fd;
+    int res;                           /* what conn_sock_read would have returned */
+    struct bufferevent *bev;           /* reads into its input */
+    uint32_t *rdsize;
+    void (*done)(struct wrk_rd *r);    /* the data (or EOF, error) is in */
+};
+TAILQ_HEAD(wrk_rd_list, wrk_rd);
 TAILQ_HEAD(ups_list, ups_conn);
 
 /*
@@ -99,6 +114,8 @@ struct wrk {
     struct conn_list runq;             /* pipelined input waiting to be processed */
     struct ups_list ups_dead;          /* upstream conns to free */
     struct wrk_defer_list deferq;      /* output written when the loop turn ends */
+    struct wrk_rd_list readq;          /* reads received when the dispatch ends */
+    struct uio *uio;                   /* batched socket calls (io_uring), NULL: one call each */
     struct px_req *req_free;           /* free-list of request objects */
     struct conn *conn_free;            /* free-list of connection objects */
     unsigned nreq_free, nconn_free;
@@ -126,6 +143,11 @@ struct wrk {
 bool wrk_defer(struct wrk *w, struct wrk_defer *d, size_t len);
 /* takes d off the queue (the connection closes, or writes now) */
 void wrk_undefer(struct wrk *w, struct wrk_defer *d);
+/* true: r is queued (once) and r->done runs when its data is in; false: the
+ * worker does not batch (no io_uring), the caller reads now */
+bool wrk_read(struct wrk *w, struct wrk_rd *r);
+/* takes r off the queue (the connection closes, or stops reading) */
+void wrk_unread(struct wrk *w, struct wrk_rd *r);
 
 /*
  * A timeout that is cheap to push back (HAProxy's expiry dates). Connections
