@@ -20,7 +20,7 @@ LLHTTP_OBJS := $(B)/obj/llhttp/llhttp.o $(B)/obj/llhttp/api.o $(B)/obj/llhttp/ht
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
-.PHONY: all deps run test unit integration asan bench clean
+.PHONY: all deps run test unit integration integration-noring asan bench clean
 all: $(B)/ingressd
 
 $(B)/libingressd.a: $(OBJS) $(LLHTTP_OBJS)
@@ -62,8 +62,14 @@ asan:
 	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" unit integration
 
+# the data-plane files once more with one socket call per read and write
+# (the path taken where io_uring is unavailable)
+integration-noring: $(B)/ingressd $(B)/bench/podserver
+	INGRESSD_IO_URING=0 B=$(B) tests/integration/run.sh 20 21 22 23 26 55
+
 test: deps
 	$(MAKE) unit integration
+	$(MAKE) integration-noring
 	$(MAKE) asan
 
 run: deps

@@ -234,9 +234,10 @@ void uio_send(struct wrk *w)
         for (; d && n < UIO_BATCH; d = TAILQ_NEXT(d, link)) {
             if (d->fd < 0)
                 continue;
+            /* the first UIO_IOV pieces; the flush callback writes the rest */
             struct iovec *v = u->iov[n];
             int nv = evbuffer_peek(d->out, -1, NULL, v, UIO_IOV);
-            if (nv <= 0 || nv > UIO_IOV)
+            if (nv <= 0)
                 continue;
             struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
             if (!sqe)

@@ -235,4 +235,22 @@ def sigterm_exits_zero():
     check(time.monotonic() - t0 < 5, "idle proxy exits quickly on SIGTERM")
 
 
+@test
+def io_uring_state_is_logged_and_follows_the_switch():
+    """The worker says once whether its socket calls are batched (io_uring) and
+    INGRESSD_IO_URING=0 turns it off; both ways the proxy serves."""
+    pods()
+    p = Proxy(two_services())
+    m = p.wait_log(r"io_uring(: each loop turn| off \(([^)]*)\))")
+    st, pod = pod_of(p, "/", "a.test")
+    check(st == 200 and pod == "pod-a", "served with the default I/O (%s %s)" % (st, pod))
+    if m.group(2) is not None:
+        print("    note: io_uring is off on this machine: %s" % m.group(2))
+    p.stop()
+    p = Proxy(two_services(), env={"INGRESSD_IO_URING": "0"})
+    p.wait_log(r"io_uring off \(INGRESSD_IO_URING=0\)")
+    st, pod = pod_of(p, "/api", "a.test")
+    check(st == 200 and pod == "pod-b", "served with one call per read and write (%s %s)" % (st, pod))
+
+
 main()
