@@ -31,8 +31,7 @@
 #define MEM_MIN_SHIFT   9                  /* 512 bytes: evbuffer's smallest chain */
 #define MEM_MAX_SHIFT   17                 /* 128 KiB: a 64 KiB read's chain */
 #define MEM_NCLASS      (MEM_MAX_SHIFT - MEM_MIN_SHIFT + 1)
-#define MEM_CLASS_BYTES (256 * 1024)       /* cached per class and thread */
-#define MEM_CLASS_MAXN  256
+#define MEM_CLASS_MAXN  1024
 #define MEM_LARGE       0xffu              /* past the classes: plain malloc */
 
 struct mem_hdr {

@@ -52,8 +52,9 @@ Test(mem, realloc_keeps_the_bytes)
 
 Test(mem, cache_is_bounded)
 {
-    /* 1,000 frees of 8 KiB blocks: 256 KiB (32 blocks) stay cached, the rest go back to malloc */
-    enum { N = 1000 };
+    /* 1,000 frees of 8 KiB blocks: MEM_CLASS_BYTES (K blocks) stay cached, the rest go back to malloc */
+    enum { N = 1000, K = MEM_CLASS_BYTES / 8192 };
+    _Static_assert(K < N, "the test frees more than the cache keeps");
     static void *p[N], *q[N];
     for (int i = 0; i < N; i++)
         p[i] = mem_malloc(8192);
@@ -62,14 +63,14 @@ Test(mem, cache_is_bounded)
     int from_cache = 0;
     for (int i = 0; i < N; i++) {
         q[i] = mem_malloc(8192);
-        for (int j = 0; j < 32; j++) /* the cache keeps the first 32 freed */
+        for (int j = 0; j < K; j++) /* the cache keeps the first K freed */
             if (q[i] == p[j])
                 from_cache++;
     }
     /* glibc may hand back other freed blocks too; ASan's quarantine never does */
-    cr_assert_geq(from_cache, 32);
-    for (int i = 0; i < 32; i++)
-        cr_assert_eq(q[i], p[31 - i], "the cache pops the most recently freed first");
+    cr_assert_geq(from_cache, K);
+    for (int i = 0; i < K; i++)
+        cr_assert_eq(q[i], p[K - 1 - i], "the cache pops the most recently freed first");
     for (int i = 0; i < N; i++)
         mem_free(q[i]);
 }
