@@ -418,6 +418,10 @@ static void ups_revcb(evutil_socket_t fd, short what, void *arg)
      * as a libevent read event's own timeout would */
     if (u->rto_ms)
         wrk_tmo_set(&u->tmo, u->rto_ms);
+    if (u->splice) {
+        ups_readcb(u->bev, u);
+        return;
+    }
     if (wrk_read(u->w, &u->rd))
         return;
     u->rd.res = conn_sock_read(u->bev, fd, &u->rdsize);

@@ -9,6 +9,8 @@
 #ifndef INGRESSD_PROXY_H
 #define INGRESSD_PROXY_H
 
+/* first: event_struct.h undoes sys/queue.h's TAILQ macros (see wrk.h) */
+#include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -90,6 +92,11 @@ struct px_req {
     bool no_host;                      /* HTTP/1.0 without Host: add the endpoint's */
     bool retry_begun;
     bool ds_paused, us_paused;         /* backpressure */
+    bool splicing;                     /* response body moves pod -> pipe -> client (splice) */
+    uint64_t sp_left;                  /* body bytes still to take from the pod */
+    uint64_t sp_inpipe;                /* bytes in the pipe, not yet at the client */
+    int sp_pipe[2];
+    struct event sp_wev;               /* client writable, while the pipe waits for it */
     unsigned attempts;
     unsigned status;                   /* response status sent (for counters) */
     uint64_t body_bytes;               /* raw request body bytes moved (limit: req.body_len) */

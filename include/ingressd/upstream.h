@@ -49,6 +49,7 @@ struct ups_conn {
     TAILQ_ENTRY(ups_conn) link;        /* pool->idle or w->ups_dead */
     struct wrk_defer defer;            /* output waiting for the loop turn's end */
     struct wrk_rd rd;                  /* plain: a read waiting for the dispatch's end */
+    bool splice;                       /* the request splices from this socket: reads are its own */
 };
 
 int ups_init(struct wrk *w);

@@ -115,6 +115,8 @@ struct wrk {
     struct ups_list ups_dead;          /* upstream conns to free */
     struct wrk_defer_list deferq;      /* output written when the loop turn ends */
     struct wrk_rd_list readq;          /* reads received when the dispatch ends */
+    int pipes[16][2];                  /* empty pipes kept for splicing response bodies */
+    unsigned npipes;
     struct uio *uio;                   /* batched socket calls (io_uring), NULL: one call each */
     struct px_req *req_free;           /* free-list of request objects */
     struct conn *conn_free;            /* free-list of connection objects */
