@@ -128,6 +128,20 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /*
+     * The listeners accept (into their backlog) as soon as the workers start,
+     * before the handlers below exist: a SIGHUP or SIGTERM in between would
+     * take the default action, terminate. Held until the handlers are in
+     * place (then delivered: the reload or the drain happens), and held for
+     * good in every thread started from here, so signals are the main loop's.
+     */
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGHUP);
+    sigaddset(&held, SIGTERM);
+    sigaddset(&held, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &held, NULL);
+
     struct event_base *base = event_base_new();
     if (!base || hc_start() < 0 || wrk_pool_start(s) < 0) {
         log_err("start-up failed");
@@ -147,6 +161,7 @@ int main(int argc, char **argv)
     struct event *ev_int = evsignal_new(base, SIGINT, on_stop_signal, base);
     event_add(ev_term, NULL);
     event_add(ev_int, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &held, NULL);
     event_base_dispatch(base);
 
     adm_set_draining();

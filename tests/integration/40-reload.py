@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 
@@ -65,6 +66,32 @@ def assert_quick(label, samples_ms):
         label, ", ".join("%.1f" % s for s in samples_ms), med))
     check(med <= 150, "%s: median %.1f ms > 150 ms" % (label, med))
     check(max(samples_ms) <= 400, "%s: a reload took %.1f ms" % (label, max(samples_ms)))
+
+
+@test
+def signals_right_after_the_listener_accepts_are_handled():
+    """The listeners accept before the main loop's signal handlers exist: a SIGHUP
+    sent the moment the port answers is a reload, not death, and a SIGTERM is a
+    drain with exit code 0, not a kill."""
+    pods()
+    for i in range(8):
+        sig = signal.SIGHUP if i % 2 == 0 else signal.SIGTERM
+        p = Proxy(conf("svc-a"), wait=False)
+        wait_until(lambda: port_open(LISTEN) or p.proc.poll() is not None, 5.0, 0.001,
+                   "the listener to accept")
+        p.send_signal(sig)
+        if sig == signal.SIGHUP:
+            p.wait_log(r"SIGHUP: reloading", timeout=5.0)
+            check(p.proc.poll() is None, "round %d: alive after an early SIGHUP (exit %s)" % (
+                i, p.proc.returncode))
+            p.wait_ready()
+            rc = p.stop()
+        else:
+            try:
+                rc = p.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                rc = p.stop()
+        check(rc == 0, "round %d: %s -> exit code %s:\n%s" % (i, sig.name, rc, p.log()[-1500:]))
 
 
 @test
