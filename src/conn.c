@@ -144,8 +144,6 @@ void conn_flush(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t len = evbuffer_get_length(out);
-    c->defer.fd = c->tls ? -1 : bufferevent_getfd(c->bev);
-    c->defer.out = out;
     if (len == 0 || wrk_defer(c->w, &c->defer, len))
         return;
     flush_now(c, out);
@@ -363,6 +361,8 @@ void conn_accept(struct lsn *l, int fd, const struct sockaddr *sa, int salen)
         event_assign(&c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_wevcb, c);
     c->rdsize = 4096;
     c->rd = (struct wrk_rd){ .fd = fd, .bev = c->bev, .rdsize = &c->rdsize, .done = conn_rd_done };
+    c->defer.fd = c->tls ? -1 : fd; /* TLS output is written by tls_flush, never batched */
+    c->defer.out = bufferevent_get_output(c->bev);
     conn_read_enable(c, true);
     c->state = CONN_HEAD;
     conn_timer(c, header_ms(c));

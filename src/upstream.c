@@ -348,8 +348,6 @@ void ups_flush(struct ups_conn *u)
 {
     struct evbuffer *out = bufferevent_get_output(u->bev);
     size_t len = evbuffer_get_length(out);
-    u->defer.fd = bufferevent_getfd(u->bev);
-    u->defer.out = out;
     if (u->tls || !u->connected || len == 0 || wrk_defer(u->w, &u->defer, len))
         return;
     flush_now(u, out);
@@ -399,6 +397,8 @@ static void ups_eventcb(struct bufferevent *bev, short what, void *arg)
                          ups_revcb, u);
             u->rd = (struct wrk_rd){ .fd = bufferevent_getfd(bev), .bev = bev, .rdsize = &u->rdsize,
                                      .done = ups_rd_done };
+            u->defer.fd = u->rd.fd; /* only plain, connected sockets are deferred (ups_flush) */
+            u->defer.out = bufferevent_get_output(bev);
             u->rev_set = true;
             rev_apply(u);
             ups_flush(u);
